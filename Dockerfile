@@ -1,0 +1,36 @@
+# The pipelines' Airflow image: the official Airflow image plus this repository's locked requirements
+# and code. docker-compose.yaml builds it for every Airflow service.
+#
+#   docker build -t airflow-pipelines:latest .
+#
+# The Airflow version here must equal the `apache-airflow==` pin in requirements.txt (a unit test
+# checks it), so the image and the lock never disagree about which Airflow they run.
+FROM apache/airflow:3.3.2-python3.11
+
+# mysqlclient (pulled in by the MySQL provider) compiles against these when no wheel matches.
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends pkg-config libmariadb-dev gcc \
+    && apt-get autoremove -yqq --purge \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+USER airflow
+
+# Dependencies first, on their own layer: editing code does not reinstall them.
+COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
+RUN pip install --no-cache-dir -r /opt/airflow/requirements.txt
+
+# The repository root is /opt/airflow: DAGs, the plugin and the importable `include` package.
+COPY --chown=airflow:0 dags/ /opt/airflow/dags/
+COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
+COPY --chown=airflow:0 include/ /opt/airflow/include/
+COPY --chown=airflow:0 scripts/ /opt/airflow/scripts/
+COPY --chown=airflow:0 airflow_settings.yaml /opt/airflow/airflow_settings.yaml
+
+# `include` is imported as a top-level package by DAGs, tasks and the plugin alike; the embedded
+# SQLite/DuckDB files live in PIPELINES_DATA_DIR (a shared volume in docker-compose.yaml).
+ENV PYTHONPATH=/opt/airflow \
+    PIPELINES_DATA_DIR=/opt/airflow/data
+RUN mkdir -p /opt/airflow/data && chmod 775 /opt/airflow/data
+
+WORKDIR /opt/airflow

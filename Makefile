@@ -1,0 +1,39 @@
+# Entry points. Every target sets itself up first (scripts/setup.sh is a no-op when .venv is current).
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+
+.PHONY: setup demo test lint format airflow bench settings import-env lock clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup  ## run every pipeline end to end on the embedded defaults and print each summary
+	@$(ENV) AIRFLOW_HOME=$(CURDIR)/.airflow/demo python -m include.sandbox.demo
+
+test: setup lint  ## the whole test suite (needs MariaDB on :3306 and PostgreSQL on :5432)
+	@$(ENV) pytest $(PYTEST_ARGS)
+
+lint: setup
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: setup
+	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+airflow: setup  ## airflow standalone with the embedded defaults; UNPAUSE=1 unpauses every DAG
+	@$(ENV) AIRFLOW_HOME=$(CURDIR)/.airflow/standalone bash scripts/airflow.sh
+
+bench: setup  ## benchmarks against the local MariaDB (not part of the tests)
+	@$(ENV) python -m bench.dialog_etl $(BENCH_ARGS)
+
+settings: setup  ## apply airflow_settings.yaml to the Airflow installation in $$AIRFLOW_HOME
+	@$(ENV) python -m include.common.settings apply airflow_settings.yaml
+
+import-env: setup  ## ENV_FILE=path/.env: convert a legacy .env into airflow_settings.local.yaml
+	@$(ENV) python -m include.common.legacy_env "$(ENV_FILE)" --output airflow_settings.local.yaml
+
+lock:  ## re-resolve requirements.in into the fully pinned requirements.txt
+	@.venv/bin/uv pip compile requirements.in --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_28 --no-header -o requirements.txt
+
+clean:
+	rm -rf .airflow .data

@@ -1,0 +1,215 @@
+"""Benchmark of dialog_etl's per-group work on the local MariaDB (``make bench``).
+
+One Shanghai day of ``--rows`` utterances (about 20 per call, in 20 groups) is loaded three ways into
+an empty ``prepared_conversations``, each with ``--workers`` processes as Airflow would run the mapped
+tasks, each repeated ``--repeat`` times (medians):
+
+* ours: :func:`include.dialog.etl.load_group` per group (streamed, batched insert-ignore);
+* baseline: what the original service did per conversation: fetch the group's rows, then for every
+  call check whether its call_id exists and insert it, one commit each;
+* limit: the server alone, ``INSERT INTO ... SELECT ... GROUP BY call_id`` with JSON_ARRAYAGG.
+
+Then ours again on twice the rows, to show that peak RSS does not grow with the day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+
+import sqlalchemy as sa
+
+from bench.common import MARIADB_URL, mariadb_database, peak_rss_mb, repeat, report, verdict
+from include.dialog.conversation import Utterance, assemble
+from include.dialog.etl import find_groups, load_group
+from include.dialog.schema import ensure_target_tables, people_customer_dialog
+from include.sandbox.dialog_data import fill_source, generate
+
+DAY = dt.date(2024, 6, 1)
+GROUPS = 20
+SRC_DB, DST_DB = "bench_dialog_src", "bench_dialog_dst"
+
+
+def _engines() -> tuple[sa.Engine, sa.Engine]:
+    return sa.create_engine(MARIADB_URL.format(db=SRC_DB)), sa.create_engine(MARIADB_URL.format(db=DST_DB))
+
+
+def _ours(group: str) -> float:
+    source, target = _engines()
+    load_group(source, target, DAY, group, "bench")
+    return peak_rss_mb()
+
+
+def _baseline(group: str) -> float:
+    """The original DialogETLService's shape: read the group, then check-then-insert per call."""
+    source, target = _engines()
+    src = people_customer_dialog
+    with source.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                src.c.id,
+                src.c.call_id,
+                src.c.group_code,
+                src.c.speaker,
+                src.c.content,
+                src.c.seq,
+                src.c.created_at,
+            )
+            .where(
+                src.c.group_code == group,
+                src.c.created_at >= DAY,
+                src.c.created_at < DAY + dt.timedelta(days=1),
+            )
+            .order_by(src.c.call_id, src.c.seq)
+        ).all()
+    calls: dict[str, list[Utterance]] = {}
+    for row in rows:
+        calls.setdefault(row.call_id, []).append(Utterance(*row))
+    with target.connect() as conn:
+        for call_id, utterances in calls.items():
+            if conn.exec_driver_sql(
+                "SELECT 1 FROM prepared_conversations WHERE call_id = %s", (call_id,)
+            ).first():
+                continue
+            conversation, _ = assemble(utterances)
+            conversation.update(etl_run_id="baseline", loaded_at=dt.datetime.now())
+            conn.execute(
+                sa.text(
+                    "INSERT INTO prepared_conversations (call_id, group_code, dialog_date, turn_count, turns_json,"
+                    " dialog_text, first_time, last_time, etl_run_id, loaded_at) VALUES (:call_id, :group_code,"
+                    " :dialog_date, :turn_count, :turns_json, :dialog_text, :first_time, :last_time, :etl_run_id,"
+                    " :loaded_at)"
+                ),
+                conversation,
+            )
+            conn.commit()
+    return peak_rss_mb()
+
+
+LIMIT_SQL = """
+INSERT INTO prepared_conversations (call_id, group_code, dialog_date, turn_count, turns_json, dialog_text,
+                                    first_time, last_time, etl_run_id, loaded_at)
+SELECT call_id, MIN(group_code), DATE(MIN(created_at)), COUNT(*),
+       JSON_ARRAYAGG(JSON_OBJECT('seq', seq, 'time', DATE_FORMAT(created_at, '%%Y-%%m-%%d %%H:%%i:%%s'),
+                                 'speaker', speaker, 'group_code', group_code, 'content', content)
+                     ORDER BY created_at, seq),
+       GROUP_CONCAT(CONCAT('[', TIME(created_at), '] ', speaker, ': ', content) ORDER BY created_at, seq SEPARATOR '\\n'),
+       MIN(created_at), MAX(created_at), 'limit', UTC_TIMESTAMP()
+FROM people_customer_dialog
+WHERE created_at >= %s AND created_at < %s AND group_code = %s
+GROUP BY call_id
+"""
+
+
+def _limit(group: str) -> None:
+    _, target = _engines()
+    with target.begin() as conn:
+        conn.exec_driver_sql("SET SESSION group_concat_max_len = 16777216")
+        conn.exec_driver_sql(
+            LIMIT_SQL.replace("FROM people_customer_dialog", f"FROM `{SRC_DB}`.people_customer_dialog"),
+            (DAY, DAY + dt.timedelta(days=1), group),
+        )
+
+
+def _fan_out(fn, groups: list[str], workers: int) -> float | None:
+    with mp.get_context("spawn").Pool(workers) as pool:
+        peaks = pool.map(fn, groups, chunksize=1)
+    return max(peaks) if peaks and peaks[0] is not None else None
+
+
+def _fill(engine: sa.Engine, rows: int) -> int:
+    calls = rows // 20 // GROUPS
+    return fill_source(
+        engine,
+        generate([DAY], groups=GROUPS, calls_per_group_day=calls, turns=(10, 30), edge_cases=False, seed=11),
+        batch=20000,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline-repeat", type=int, default=1)
+    args = parser.parse_args()
+
+    with mariadb_database(SRC_DB) as source, mariadb_database(DST_DB) as target:
+        total = _fill(source, args.rows)
+        groups = find_groups(source, DAY)
+        ensure_target_tables(target)
+
+        def reset() -> None:
+            with target.begin() as conn:
+                conn.exec_driver_sql("TRUNCATE TABLE prepared_conversations")
+
+        print(
+            f"dialog_etl benchmark: {total:,} utterances, {len(groups)} groups, {args.workers} workers, MariaDB"
+        )
+        ours = repeat(
+            "ours: load_group (stream + batched insert-ignore)",
+            total,
+            args.repeat,
+            lambda: _fan_out(_ours, groups, args.workers),
+            reset,
+        )
+        with target.connect() as conn:
+            loaded = conn.scalar(sa.text("SELECT COUNT(*) FROM prepared_conversations"))
+        base = repeat(
+            "baseline: check call_id, then insert, per call",
+            total,
+            args.baseline_repeat,
+            lambda: _fan_out(_baseline, groups, args.workers),
+            reset,
+        )
+        limit = repeat(
+            "limit: INSERT ... SELECT ... GROUP BY call_id",
+            total,
+            args.repeat,
+            lambda: _fan_out(_limit, groups, args.workers),
+            reset,
+        )
+        report(f"{loaded:,} conversations from {total:,} rows", [ours, base, limit])
+
+    with mariadb_database(SRC_DB) as source, mariadb_database(DST_DB) as target:
+        total2 = _fill(source, 2 * args.rows)
+        ensure_target_tables(target)
+        ours2 = repeat(
+            "ours at twice the rows",
+            total2,
+            1,
+            lambda: _fan_out(_ours, find_groups(source, DAY), args.workers),
+            lambda: None,
+        )
+        report("memory when the day doubles", [ours, ours2])
+
+    print("\ntargets")
+    results = [
+        verdict("speed-up over the baseline (x)", base.median / ours.median, 5),
+        verdict("share of the server-side limit's speed", limit.median / ours.median, 0.5),
+        verdict("peak RSS per worker (MB)", ours.rss_mb, 300, higher_is_better=False),
+        verdict(
+            "peak RSS growth at 2x rows (ratio)", ours2.rss_mb / ours.rss_mb, 1.1, higher_is_better=False
+        ),
+    ]
+    print(
+        json.dumps(
+            {
+                "rows": total,
+                "ours_s": ours.median,
+                "baseline_s": base.median,
+                "limit_s": limit.median,
+                "ours_rss_mb": ours.rss_mb,
+                "ours_2x_rss_mb": ours2.rss_mb,
+                "all_targets_met": all(results),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

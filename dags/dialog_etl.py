@@ -1,0 +1,103 @@
+"""
+# dialog_etl
+
+Turns one Shanghai day of `people_customer_dialog` (one row per utterance, connection `dialog_src`,
+only read) into `prepared_conversations` (one row per call, connection `dialog_dst`).
+
+**When.** Every day at 01:00 Asia/Shanghai, for the previous Shanghai day. The `target_date` param
+(YYYY-MM-DD) picks another day. Manual and REST runs without it process the day before they start;
+`airflow backfill create --from-date 2024-06-01 --to-date 2024-06-06` processes June 1 to June 5
+(dates taken as UTC midnights, so the range is half-open like a data interval).
+
+**How.** `find_groups` lists the day's group_codes; `load_group` runs once per group_code (the grid
+shows `group_code=...`), at most as many at once as the `dialog_etl` pool has slots
+(`ETL_MAX_WORKERS`, default 4); `summary` returns
+`{target_date, groups_processed, conversations_total, inserted, skipped_existing}`.
+
+**Rules.** `call_id` is unique in the target: a re-run, or two runs of the same day at once, insert
+nothing twice (`skipped_existing` counts what was already there). A call belongs to the day and the
+group of its first utterance; a call handed over to another group, or running past midnight, is loaded
+once, by that owner, with all its utterances (up to 6 hours either side of the day). Utterances
+without call_id or group_code, with empty content, or with undecodable text go to
+`prepared_conversation_rejects` with their reason and run id; the rest of the load goes on.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task
+
+SOURCE_CONN_ID = "dialog_src"
+TARGET_CONN_ID = "dialog_dst"
+WORKER_POOL = "dialog_etl"
+
+
+@dag(
+    schedule=CronTriggerTimetable(os.environ.get("DIALOG_ETL_CRON", "0 1 * * *"), timezone="Asia/Shanghai"),
+    start_date=pendulum.datetime(2024, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["dialog", "mysql"],
+    default_args={
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": pendulum.duration(minutes=2),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "target_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            title="Target date",
+            description="Shanghai day to process (YYYY-MM-DD). Empty: the day before the run.",
+        ),
+    },
+)
+def dialog_etl():
+    @task
+    def resolve_target_date(params=None, dag_run=None) -> str:
+        from include.common.timeutil import day_to_process
+
+        return day_to_process(params["target_date"], dag_run.logical_date, dag_run.run_after).isoformat()
+
+    @task
+    def find_groups(target_date: str) -> list[str]:
+        from include.dialog.tasks import find_groups_task
+
+        return find_groups_task(SOURCE_CONN_ID, TARGET_CONN_ID, target_date)
+
+    @task(
+        multiple_outputs=False,
+        pool=WORKER_POOL,
+        map_index_template="group_code={{ task.op_kwargs['group_code'] }}",
+    )
+    def load_group(target_date: str, group_code: str, run_id=None) -> dict:
+        from include.dialog.tasks import load_group_task
+
+        return load_group_task(SOURCE_CONN_ID, TARGET_CONN_ID, target_date, group_code, run_id)
+
+    @task
+    def reject_unroutable(target_date: str, run_id=None) -> int:
+        from include.dialog.tasks import reject_unroutable_task
+
+        return reject_unroutable_task(SOURCE_CONN_ID, TARGET_CONN_ID, target_date, run_id)
+
+    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED)  # an empty day still gets a summary
+    def summary(target_date: str, results: list[dict], rejected_unroutable: int) -> dict:
+        from include.dialog.tasks import summary_task
+
+        return summary_task(target_date, results[:], rejected_unroutable)
+
+    day = resolve_target_date()
+    groups = find_groups(day)
+    loaded = load_group.partial(target_date=day).expand(group_code=groups)
+    rejected = reject_unroutable(day)
+    groups >> rejected  # find_groups creates the target tables first
+    summary(day, loaded, rejected)
+
+
+dialog_etl()

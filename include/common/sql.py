@@ -1,0 +1,76 @@
+"""Insert-ignore and upsert that mean the same thing on SQLite, MariaDB/MySQL and PostgreSQL.
+
+Idempotency rests on unique keys enforced by the database, never on check-then-insert: two runs
+racing for the same key both succeed and the row exists once. Both helpers report how many rows
+they actually inserted, because run summaries count inserted versus skipped rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+Row = Mapping[str, Any]
+
+
+def _dialect_insert(table: sa.Table, dialect: str):
+    if dialect == "mysql":
+        return mysql.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"unsupported dialect {dialect!r}")
+
+
+def _returning_key(table: sa.Table) -> sa.Column:
+    return next(iter(table.primary_key.columns))
+
+
+def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[Row]) -> int:
+    """Insert ``rows``, silently skipping those that collide with a unique key; return how many went in.
+
+    MySQL reports the inserted count as the statement's rowcount; PostgreSQL and SQLite return the
+    keys of the rows actually written (``ON CONFLICT DO NOTHING ... RETURNING``), which stays exact
+    when the driver batches the rows into several statements.
+    """
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    stmt = _dialect_insert(table, dialect)
+    if dialect == "mysql":
+        return conn.execute(stmt.prefix_with("IGNORE"), list(rows)).rowcount
+    stmt = stmt.on_conflict_do_nothing().returning(_returning_key(table))
+    return len(conn.execute(stmt, list(rows)).all())
+
+
+def upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[Row],
+    key: Sequence[str],
+    update: Sequence[str] | None = None,
+) -> None:
+    """Insert ``rows`` or, when ``key`` already exists, overwrite the ``update`` columns.
+
+    ``key`` must be covered by a primary key or unique constraint (PostgreSQL and SQLite name it in
+    ``ON CONFLICT``; MySQL finds it itself). ``update`` defaults to every column outside ``key``.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    columns = list(rows[0].keys())
+    update = list(update) if update is not None else [c for c in columns if c not in key]
+    stmt = _dialect_insert(table, dialect)
+    if dialect == "mysql":
+        # VALUES(col) is understood by MariaDB and MySQL alike (MySQL 8's row alias is not by MariaDB).
+        stmt = stmt.on_duplicate_key_update({c: sa.func.values(table.c[c]) for c in update})
+    else:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in key],
+            set_={c: stmt.excluded[c] for c in update},
+        )
+    conn.execute(stmt, list(rows))

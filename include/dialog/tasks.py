@@ -1,0 +1,47 @@
+"""Entry points the dialog_etl DAG calls: connection ids and strings in, XCom-friendly values out.
+
+They resolve connections into engines at run time (never at parse time) and keep the DAG file a
+plain description of the wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from include.common.db import engine_for
+from include.common.timeutil import parse_day
+from include.dialog.etl import find_groups, load_group, reject_unroutable, summarize
+from include.dialog.schema import ensure_target_tables
+
+log = logging.getLogger(__name__)
+
+
+def find_groups_task(source_conn_id: str, target_conn_id: str, target_date: str) -> list[str]:
+    """Create the target tables if needed (once, before the fan-out) and list the day's groups."""
+    ensure_target_tables(engine_for(target_conn_id))
+    groups = find_groups(engine_for(source_conn_id), parse_day(target_date))
+    log.info("%s: %d group_codes: %s", target_date, len(groups), ", ".join(groups))
+    return groups
+
+
+def load_group_task(
+    source_conn_id: str, target_conn_id: str, target_date: str, group_code: str, run_id: str
+) -> dict:
+    result = load_group(
+        engine_for(source_conn_id), engine_for(target_conn_id), parse_day(target_date), group_code, run_id
+    )
+    return result.as_dict()
+
+
+def reject_unroutable_task(source_conn_id: str, target_conn_id: str, target_date: str, run_id: str) -> int:
+    return reject_unroutable(
+        engine_for(source_conn_id), engine_for(target_conn_id), parse_day(target_date), run_id
+    )
+
+
+def summary_task(target_date: str, results: list[dict], rejected_unroutable: int) -> dict:
+    """The run's answer, in the original service's shape; rejects are logged beside it."""
+    summary = summarize(parse_day(target_date), results)
+    rejected = rejected_unroutable + sum(r["rejected"] for r in results)
+    log.info("dialog_etl %s: %s; rejected rows: %d", target_date, summary, rejected)
+    return summary

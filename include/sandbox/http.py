@@ -1,0 +1,185 @@
+"""A tiny framework for the third-party API simulators: real HTTP on 127.0.0.1, in a thread.
+
+The pipelines' clients are tested against these servers over real sockets, never with patched
+clients, so the simulators must behave like the real APIs, faults included. A simulator is a
+:class:`SimulatedApi` with routes; :class:`Faults` queues the misbehaviour a test wants next
+(status codes with headers, latency), and every request is recorded for assertions::
+
+    api = SimulatedApi("callio")
+
+    @api.route("POST", "/auth/login")
+    def login(request):
+        return Response.json({"token": "t"})
+
+    with api.serve() as base_url:
+        api.faults.fail_next(429, headers={"Retry-After": "1"})
+        httpx.post(f"{base_url}/auth/login")   # -> 429, then 200 on the next call
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        return cls(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
+
+    @classmethod
+    def error(cls, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return cls.json({"statusCode": status, "message": message}, status, headers)
+
+
+Handler = Callable[[Request], Response]
+
+
+class Faults:
+    """Misbehaviour queued by tests: the next requests fail or slow down, in order, then all is well."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[str | None, Response]] = deque()
+        self.latency_s = 0.0
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        message: str = "simulated failure",
+        path: str | None = None,
+    ) -> None:
+        """The next ``times`` requests (to ``path`` only, when given) answer ``status``."""
+        with self._lock:
+            for _ in range(times):
+                self._queue.append((path, Response.error(status, message, headers)))
+
+    def take(self, path: str) -> Response | None:
+        with self._lock:
+            for index, (only, response) in enumerate(self._queue):
+                if only is None or only == path:
+                    del self._queue[index]
+                    return response
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+        self.latency_s = 0.0
+
+
+class SimulatedApi:
+    """Routes plus a server; ``<name>`` segments in a route become ``request.params``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.faults = Faults()
+        self.requests: list[Request] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+        regex = re.compile("^" + re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", pattern) + "$")
+
+        def register(handler: Handler) -> Handler:
+            self._routes.append((method.upper(), regex, handler))
+            return handler
+
+        return register
+
+    def dispatch(self, request: Request) -> Response:
+        self.requests.append(request)
+        if self.faults.latency_s:
+            time.sleep(self.faults.latency_s)
+        fault = self.faults.take(request.path)
+        if fault is not None:
+            return fault
+        allowed = False
+        for method, regex, handler in self._routes:
+            match = regex.match(request.path)
+            if match:
+                allowed = True
+                if method == request.method:
+                    request.params = match.groupdict()
+                    return handler(request)
+        return Response.error(405 if allowed else 404, f"no route for {request.method} {request.path}")
+
+    @contextlib.contextmanager
+    def serve(self, port: int = 0) -> Generator[str]:
+        """Serve on 127.0.0.1 (a free port by default) until the block ends; yield the base URL."""
+        server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, name=f"sim-{self.name}", daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
+def _handler_class(api: SimulatedApi) -> type[BaseHTTPRequestHandler]:
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            request = Request(
+                method=self.command,
+                path=url.path,
+                query={k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()},
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=self.rfile.read(length) if length else b"",
+            )
+            try:
+                response = api.dispatch(request)
+            except Exception as exc:  # a simulator bug must surface as a 500, like a real server's
+                response = Response.error(500, f"{type(exc).__name__}: {exc}")
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+            pass
+
+    return _Handler

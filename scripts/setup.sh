@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates .venv with the locked requirements. Safe to re-run: does nothing when the lock is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# mysqlclient (pulled in by the MySQL provider) compiles against these Debian packages.
+missing=()
+for pkg in pkg-config libmariadb-dev gcc; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+[ -x .venv/bin/uv ] || .venv/bin/pip install -q "uv==0.13.8"
+.venv/bin/uv pip install --python .venv/bin/python -q -r requirements.txt
+echo "$want" > "$stamp"
+echo "setup: .venv ready ($(.venv/bin/python -c 'import airflow; print("Airflow", airflow.__version__)'))"

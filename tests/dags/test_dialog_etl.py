@@ -1,0 +1,104 @@
+"""dialog_etl end to end with dag.test(): the embedded SQLite defaults and real MariaDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from include.common.db import engine_for
+from include.common.timeutil import SHANGHAI
+from include.dialog.schema import prepared_conversation_rejects, prepared_conversations
+from include.sandbox.dagrun import load_dag, run_dag
+from include.sandbox.dialog_data import build_world
+
+DAY = dt.date(2024, 6, 1)
+
+
+@pytest.fixture(autouse=True)
+def _airflow(airflow_db):
+    return airflow_db
+
+
+def _count(engine, table, **where):
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        return conn.scalar(query)
+
+
+def test_sqlite_defaults_run_and_rerun(sqlite_conn):
+    source, target = engine_for(sqlite_conn("dialog_src")), engine_for(sqlite_conn("dialog_dst"))
+    world = build_world(source, [DAY], groups=3, calls_per_group_day=10)
+    expected = world.expected(DAY)
+
+    first = run_dag("dialog_etl", {"target_date": "2024-06-01"})
+    assert first.state == "success", first.task_states
+    assert first.summary == {
+        "target_date": "2024-06-01",
+        "groups_processed": 3,
+        "conversations_total": expected["conversations"],
+        "inserted": expected["conversations"],
+        "skipped_existing": 0,
+    }
+    assert {k for k in first.task_states if k.startswith("load_group[")} == {
+        f"load_group[{i}]" for i in range(3)
+    }
+    assert _count(target, prepared_conversations) == expected["conversations"]
+    assert _count(target, prepared_conversation_rejects, etl_run_id=first.run_id) == len(world.bad_row_ids)
+
+    second = run_dag("dialog_etl", {"target_date": "2024-06-01"})
+    assert second.summary["inserted"] == 0
+    assert second.summary["skipped_existing"] == expected["conversations"]
+    assert _count(target, prepared_conversations) == expected["conversations"]
+
+
+def test_mariadb_source_and_target_in_different_databases(mariadb_conn):
+    source, target = engine_for(mariadb_conn("dialog_src")), engine_for(mariadb_conn("dialog_dst"))
+    world = build_world(
+        source, [DAY, DAY + dt.timedelta(days=1)], groups=4, calls_per_group_day=15, invalid_bytes=False
+    )
+
+    outcome = run_dag("dialog_etl", {"target_date": "2024-06-02"})
+    assert outcome.state == "success", outcome.task_states
+    assert outcome.summary["inserted"] == world.expected(dt.date(2024, 6, 2))["conversations"]
+    with target.connect() as conn:
+        days = conn.execute(sa.select(prepared_conversations.c.dialog_date).distinct()).scalars().all()
+    assert days == [dt.date(2024, 6, 2)]
+    with source.connect() as conn:  # the source is only read
+        assert not conn.execute(sa.text("SHOW TABLES LIKE 'prepared%'")).all()
+
+
+def test_manual_run_without_target_date_processes_shanghai_yesterday(sqlite_conn):
+    source = engine_for(sqlite_conn("dialog_src"))
+    sqlite_conn("dialog_dst")
+    yesterday = dt.datetime.now(SHANGHAI).date() - dt.timedelta(days=1)
+    world = build_world(source, [yesterday], groups=2, calls_per_group_day=6)
+    outcome = run_dag("dialog_etl", {})
+    assert outcome.summary["target_date"] == yesterday.isoformat()
+    assert outcome.summary["inserted"] == world.expected(yesterday)["conversations"]
+
+
+def test_day_without_data_gives_a_zero_summary(sqlite_conn):
+    build_world(engine_for(sqlite_conn("dialog_src")), [DAY], groups=1, calls_per_group_day=5)
+    sqlite_conn("dialog_dst")
+    outcome = run_dag("dialog_etl", {"target_date": "2023-01-01"})
+    assert outcome.state == "success"
+    assert outcome.summary == {
+        "target_date": "2023-01-01",
+        "groups_processed": 0,
+        "conversations_total": 0,
+        "inserted": 0,
+        "skipped_existing": 0,
+    }
+
+
+@pytest.mark.parametrize("bad", ["2024-13-01", "2024-02-30", "20240601", "yesterday"])
+def test_target_date_is_validated_before_the_run_starts(bad, sqlite_conn):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = load_dag("dialog_etl")
+    with pytest.raises(ParamValidationError, match="target_date"):
+        dag.test(run_conf={"target_date": bad})
