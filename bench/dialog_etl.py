@@ -22,7 +22,7 @@ import multiprocessing as mp
 import sqlalchemy as sa
 
 from bench.common import MARIADB_URL, mariadb_database, peak_rss_mb, repeat, report, verdict
-from include.dialog.conversation import Utterance, assemble
+from include.dialog.conversation import Utterance, assemble, speaking_order
 from include.dialog.etl import find_groups, load_group
 from include.dialog.schema import ensure_target_tables, people_customer_dialog
 from include.sandbox.dialog_data import fill_source, generate
@@ -73,7 +73,7 @@ def _baseline(group: str) -> float:
                 "SELECT 1 FROM prepared_conversations WHERE call_id = %s", (call_id,)
             ).first():
                 continue
-            conversation, _ = assemble(utterances)
+            conversation, _ = assemble(speaking_order(utterances))
             conversation.update(etl_run_id="baseline", loaded_at=dt.datetime.now())
             conn.execute(
                 sa.text(

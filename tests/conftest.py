@@ -25,6 +25,9 @@ os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP", r"(airflow|include)\..*")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+# One Fernet key for this process and the CLI subprocesses the tests start: on a fresh checkout Airflow
+# is imported here before `airflow db migrate` writes airflow.cfg, and each would otherwise differ.
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "l5BLkb-O0ovgUm0Y1A6Br-COaQ9e-KGusOX7xasJu0g=")
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}

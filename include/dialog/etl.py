@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import operator
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -102,11 +103,11 @@ def _group_rows_query(dialect: str, day: dt.date, group_code: str) -> sa.Select:
 
 
 def _stream_calls(conn: sa.Connection, query: sa.Select) -> Iterator[list[Utterance]]:
-    """Yield each call's utterances; the server-side cursor keeps memory to one fetch window."""
+    """Yield each call's rows in speaking order; the server-side cursor keeps memory to one fetch
+    window. The rows themselves serve as Utterances (same names), saving a copy per row."""
     result = conn.execution_options(stream_results=True, yield_per=FETCH_SIZE).execute(query)
-    rows = (Utterance(*row) for row in result)
-    for _call_id, utterances in itertools.groupby(rows, key=lambda u: u.call_id):
-        yield list(utterances)
+    for _call_id, rows in itertools.groupby(result, key=operator.attrgetter("call_id")):
+        yield list(rows)
 
 
 def _reject_rows(rejects: list[Reject], day: dt.date, run_id: str, now: dt.datetime) -> list[dict]:

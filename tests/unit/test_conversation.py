@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from include.dialog.conversation import Utterance, assemble, decode_content, owner_of
+from include.dialog.conversation import Utterance, assemble, decode_content, owner_of, speaking_order
 
 T0 = dt.datetime(2024, 6, 1, 10, 0, 0)
 
@@ -16,7 +16,7 @@ def utt(id_, seq, content, *, group="G01", at=None, speaker="customer", call="C1
 
 def test_turns_follow_time_then_seq_whatever_the_input_order():
     rows = [utt(3, 3, "第三句", speaker="agent"), utt(1, 1, "您好", speaker="bot"), utt(2, 2, "我想退货")]
-    conversation, rejects = assemble(rows)
+    conversation, rejects = assemble(speaking_order(rows))
     assert rejects == []
     turns = json.loads(conversation["turns_json"])
     assert [t["content"] for t in turns] == ["您好", "我想退货", "第三句"]
@@ -66,6 +66,7 @@ def test_owner_is_the_first_utterance_across_groups_and_midnight():
         utt(7, 1, "a", group="G01", at=late),
         utt(8, 2, "b", group="G02", at=late + dt.timedelta(seconds=15)),
     ]
+    rows = speaking_order(rows)
     assert owner_of(rows) == (dt.date(2024, 6, 1), "G01")
     conversation, _ = assemble(rows)
     assert conversation["group_code"] == "G01"
