@@ -1,13 +1,16 @@
 """Benchmark of dialog_etl's per-group work on the local MariaDB (``make bench``).
 
 One Shanghai day of ``--rows`` utterances (about 20 per call, in 20 groups) is loaded three ways into
-an empty ``prepared_conversations``, each with ``--workers`` processes as Airflow would run the mapped
-tasks, each repeated ``--repeat`` times (medians):
+an empty ``prepared_conversations`` with ``--workers`` groups at a time, each repeated ``--repeat``
+times (medians):
 
-* ours: :func:`include.dialog.etl.load_group` per group (streamed, batched insert-ignore);
-* baseline: what the original service did per conversation: fetch the group's rows, then for every
-  call check whether its call_id exists and insert it, one commit each;
-* limit: the server alone, ``INSERT INTO ... SELECT ... GROUP BY call_id`` with JSON_ARRAYAGG.
+* ours: :func:`include.dialog.etl.load_group` per group (streamed, batched insert-ignore), in worker
+  processes as Airflow runs mapped tasks;
+* baseline: what the original service did: ``ETL_MAX_WORKERS`` threads of one process, each taking a
+  group, fetching its rows, then for every call checking whether its call_id exists and inserting it,
+  one commit each;
+* limit: the server alone, ``INSERT INTO ... SELECT ... GROUP BY call_id`` with JSON_ARRAYAGG, one
+  statement per group on parallel connections.
 
 Then ours again on twice the rows, to show that peak RSS does not grow with the day.
 """
@@ -15,7 +18,9 @@ Then ours again on twice the rows, to show that peak RSS does not grow with the 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
+import functools
 import json
 import multiprocessing as mp
 
@@ -32,7 +37,9 @@ GROUPS = 20
 SRC_DB, DST_DB = "bench_dialog_src", "bench_dialog_dst"
 
 
+@functools.cache
 def _engines() -> tuple[sa.Engine, sa.Engine]:
+    """One pair per worker, as one task process holds one pair."""
     return sa.create_engine(MARIADB_URL.format(db=SRC_DB)), sa.create_engine(MARIADB_URL.format(db=DST_DB))
 
 
@@ -114,9 +121,22 @@ def _limit(group: str) -> None:
 
 
 def _fan_out(fn, groups: list[str], workers: int) -> float | None:
+    """Run ``fn`` per group in fresh worker processes; return the largest peak RSS they report."""
     with mp.get_context("spawn").Pool(workers) as pool:
         peaks = pool.map(fn, groups, chunksize=1)
     return max(peaks) if peaks and peaks[0] is not None else None
+
+
+def _in_threads(fn, groups: list[str], workers: int) -> float:
+    """Run ``fn`` per group on a thread pool of one fresh process, as the original service did."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_thread_pool, (fn, groups, workers))
+
+
+def _thread_pool(fn, groups: list[str], workers: int) -> float:
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor:
+        list(executor.map(fn, groups))
+    return peak_rss_mb()
 
 
 def _fill(engine: sa.Engine, rows: int) -> int:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make airflow`: airflow standalone on the embedded defaults (sourced env from scripts/env.sh).
 set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${UNPAUSE:-0}" = "1" ]; then
   export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 fi

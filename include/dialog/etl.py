@@ -12,7 +12,7 @@ import itertools
 import logging
 import operator
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 #: How far before and after the day the rows of a call that crosses midnight are looked for.
 CALL_GRACE = dt.timedelta(hours=6)
 BATCH_SIZE = 1000
+#: A batch is also flushed once its text reaches this size, so very long chats cannot grow memory.
+BATCH_BYTES = 2 * 1024 * 1024
 FETCH_SIZE = 5000
 
 
@@ -126,6 +128,44 @@ def _reject_rows(rejects: list[Reject], day: dt.date, run_id: str, now: dt.datet
     ]
 
 
+@dataclass
+class _Batch:
+    """Conversations and rejects waiting to be written, bounded by count and by text size so that
+    very long chats cannot grow memory."""
+
+    max_rows: int
+    max_bytes: int
+    conversations: list[dict] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    chars: int = 0
+
+    def add(self, conversation: dict | None, rejects: list[Reject]) -> None:
+        self.rejects.extend(rejects)
+        if conversation is not None:
+            self.conversations.append(conversation)
+            self.chars += len(conversation["turns_json"]) + len(conversation["dialog_text"])
+
+    def full(self) -> bool:
+        # Characters, not bytes: cheap to count, and at most 4 bytes each in UTF-8.
+        rows = max(len(self.conversations), len(self.rejects))
+        return rows >= self.max_rows or self.chars * 4 >= self.max_bytes
+
+    def write(self, target: sa.Engine, day: dt.date, run_id: str, result: GroupResult) -> None:
+        """One transaction: the conversations (insert-ignore on call_id) and the rejects."""
+        if not (self.conversations or self.rejects):
+            return
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        for row in self.conversations:
+            row["etl_run_id"], row["loaded_at"] = run_id, now
+        with target.begin() as conn:
+            inserted = insert_ignore(conn, prepared_conversations, self.conversations)
+            insert_ignore(conn, prepared_conversation_rejects, _reject_rows(self.rejects, day, run_id, now))
+        result.inserted += inserted
+        result.skipped_existing += len(self.conversations) - inserted
+        result.rejected += len(self.rejects)
+        self.conversations, self.rejects, self.chars = [], [], 0
+
+
 def load_group(
     source: sa.Engine,
     target: sa.Engine,
@@ -133,6 +173,7 @@ def load_group(
     group_code: str,
     run_id: str,
     batch_size: int = BATCH_SIZE,
+    batch_bytes: int = BATCH_BYTES,
 ) -> GroupResult:
     """Assemble and insert the conversations that ``group_code`` owns on ``day``.
 
@@ -141,36 +182,19 @@ def load_group(
     batch in flight; the counts come from what the database actually inserted.
     """
     result = GroupResult(group_code)
-    conversations: list[dict] = []
-    rejects: list[Reject] = []
-
-    def flush() -> None:
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        with target.begin() as tconn:
-            for row in conversations:
-                row["etl_run_id"], row["loaded_at"] = run_id, now
-            inserted = insert_ignore(tconn, prepared_conversations, conversations)
-            insert_ignore(tconn, prepared_conversation_rejects, _reject_rows(rejects, day, run_id, now))
-        result.inserted += inserted
-        result.skipped_existing += len(conversations) - inserted
-        result.rejected += len(rejects)
-        conversations.clear()
-        rejects.clear()
-
+    batch = _Batch(batch_size, batch_bytes)
     with source.connect() as sconn:
         query = _group_rows_query(source.dialect.name, day, group_code)
         for utterances in _stream_calls(sconn, query):
             if owner_of(utterances) != (day, group_code):
                 continue  # another day's or another group's task loads this call
-            conversation, bad = assemble(utterances)
-            rejects.extend(bad)
+            conversation, rejects = assemble(utterances)
             if conversation is not None:
-                conversations.append(conversation)
                 result.conversations += 1
-            if len(conversations) >= batch_size or len(rejects) >= batch_size:
-                flush()
-    if conversations or rejects:
-        flush()
+            batch.add(conversation, rejects)
+            if batch.full():
+                batch.write(target, day, run_id, result)
+    batch.write(target, day, run_id, result)
     log.info("group %s on %s: %s", group_code, day, result)
     return result
 

@@ -118,3 +118,30 @@ def test_two_runs_of_the_same_day_at_once_never_duplicate(mariadb_conn):
     assert len(conversations(target)) == expected
     assert sum(r["inserted"] for r in results) == expected
     assert sum(r["skipped_existing"] for r in results) == expected
+
+
+def test_batches_are_bounded_by_rows_and_by_text_size(sqlite_conn):
+    source, target = engine_for(sqlite_conn("dialog_src")), engine_for(sqlite_conn("dialog_dst"))
+    build_world(source, [DAY], groups=1, calls_per_group_day=40, edge_cases=False)
+    ensure_target_tables(target)
+    statements: list[str] = []
+    sa.event.listen(
+        target,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *args: (
+            statements.append(statement)
+            if statement.startswith("INSERT INTO prepared_conversations ")
+            else None
+        ),
+    )
+
+    def inserts(**limits) -> int:
+        with target.begin() as conn:
+            conn.execute(prepared_conversations.delete())
+        statements.clear()
+        assert load_group(source, target, DAY, "G01", "r", **limits).inserted == 40
+        return len(statements)
+
+    assert inserts(batch_size=1000, batch_bytes=10**9) == 1
+    assert inserts(batch_size=15, batch_bytes=10**9) == 3  # 15 + 15 + 10
+    assert inserts(batch_size=1000, batch_bytes=1) == 40  # every conversation exceeds one byte
