@@ -6,6 +6,7 @@ imported, which is why they are set at module import time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -74,59 +75,61 @@ def _postgres_admin():
     return admin
 
 
-@pytest.fixture
-def mariadb_conn(monkeypatch) -> Iterator:
-    """Factory: ``register(conn_id)`` creates an empty utf8mb4 database on the local MariaDB, points
-    the Airflow connection ``conn_id`` at it and returns the conn_id; all are dropped afterwards."""
-    admin = _mariadb_admin()
+@contextlib.contextmanager
+def _throwaway_databases(monkeypatch, admin, server: dict, conn_type: str, create: str, drop: str):
+    """Yield ``register(conn_id)``: it creates an empty database, points the Airflow connection
+    ``conn_id`` at it and returns the conn_id. Every database created is dropped afterwards."""
     created: list[str] = []
 
     def register(conn_id: str) -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
-        admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        admin.cursor().execute(create.format(name=name))
         created.append(name)
         set_connection(
             monkeypatch,
             conn_id,
-            "mysql",
-            host=MARIADB["host"],
-            port=MARIADB["port"],
-            login=MARIADB["user"],
+            conn_type,
+            host=server["host"],
+            port=server["port"],
+            login=server["user"],
             schema=name,
         )
         return conn_id
 
-    yield register
-    for name in created:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-    admin.close()
+    try:
+        yield register
+    finally:
+        for name in created:
+            admin.cursor().execute(drop.format(name=name))
+        admin.close()
+
+
+@pytest.fixture
+def mariadb_conn(monkeypatch) -> Iterator:
+    """Factory of connection ids, each on its own empty utf8mb4 database of the local MariaDB."""
+    with _throwaway_databases(
+        monkeypatch,
+        _mariadb_admin(),
+        MARIADB,
+        "mysql",
+        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+        "DROP DATABASE IF EXISTS `{name}`",
+    ) as register:
+        yield register
 
 
 @pytest.fixture
 def postgres_conn(monkeypatch) -> Iterator:
-    """Factory like :func:`mariadb_conn`, on the local PostgreSQL."""
-    admin = _postgres_admin()
-    created: list[str] = []
-
-    def register(conn_id: str) -> str:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        admin.cursor().execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8'")
-        created.append(name)
-        set_connection(
-            monkeypatch,
-            conn_id,
-            "postgres",
-            host=POSTGRES["host"],
-            port=POSTGRES["port"],
-            login=POSTGRES["user"],
-            schema=name,
-        )
-        return conn_id
-
-    yield register
-    for name in created:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    """Factory of connection ids, each on its own empty database of the local PostgreSQL."""
+    with _throwaway_databases(
+        monkeypatch,
+        _postgres_admin(),
+        POSTGRES,
+        "postgres",
+        "CREATE DATABASE \"{name}\" ENCODING 'UTF8'",
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+    ) as register:
+        yield register
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from include.common import legacy_env, settings
+from include.common import settings
+from include.dialog import legacy_env as dialog_legacy_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Apply-Secret-9f3c"
@@ -249,7 +250,7 @@ def test_repo_defaults_are_valid_settings():
     assert conns["dialog_dst"] == ("sqlite", "dialog_dst.sqlite")
     pools = {p["pool_name"]: (p["pool_slot"], p["pool_description"]) for p in defaults["pools"]}
     # the importer writes the same description, so importing ETL_MAX_WORKERS changes the slots only
-    assert pools["dialog_etl"] == (4, legacy_env.DIALOG_POOL_DESCRIPTION)
+    assert pools["dialog_etl"] == (4, dialog_legacy_env.DIALOG_POOL_DESCRIPTION)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import yaml
 
 from include.common import legacy_env, settings
 from include.common.legacy_env import LegacyEnvError, import_env, parse_env
+from include.dialog import legacy_env as dialog_legacy_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = ("Main#Secret-1", "Test-Secret-2", "TestDst-Secret-3", "Prod-Secret-4", "Src-Override-5")
@@ -177,7 +178,7 @@ def test_seed_file_maps_overrides_profiles_pool_and_variables():
         "dialog_etl": {
             "pool_name": "dialog_etl",
             "pool_slot": 6,
-            "pool_description": legacy_env.DIALOG_POOL_DESCRIPTION,
+            "pool_description": dialog_legacy_env.DIALOG_POOL_DESCRIPTION,
         }
     }
     assert "AICO_HOST selects the prod profile (dialog_src_prod / dialog_dst_prod)" in result.notes
