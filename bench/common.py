@@ -32,8 +32,15 @@ def mariadb_database(name: str) -> Generator[sa.Engine]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MB.
+
+    Read from ``VmHWM``: ``ru_maxrss`` survives ``exec`` on Linux, so a worker that multiprocessing
+    started by fork-and-exec would report its parent's size at the fork instead of its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -52,19 +59,40 @@ class Measure:
         return self.rows / self.median
 
 
-def repeat(
-    label: str, rows: int, times: int, run: Callable[[], float | None], reset: Callable[[], None]
-) -> Measure:
-    """Run ``run`` ``times`` times after ``reset``; ``run`` may return the peak RSS it saw."""
-    seconds, rss = [], []
-    for _ in range(times):
+@dataclass
+class Contender:
+    """One way of doing the job: ``run`` does it once and may return the peak RSS it saw."""
+
+    label: str
+    rows: int
+    run: Callable[[], float | None]
+    times: int
+
+
+def interleave(contenders: list[Contender], reset: Callable[[], None], warm_up: bool = True) -> list[Measure]:
+    """Time every contender ``times`` times, round-robin, each run after ``reset``.
+
+    Taking turns spreads whatever else the machine does (the database flushing pages, another
+    process) over all contenders instead of charging it to whichever runs first; the first
+    contender's untimed warm-up run fills the caches for everyone."""
+    if warm_up:
         reset()
-        start = time.perf_counter()
-        peak = run()
-        seconds.append(time.perf_counter() - start)
-        if peak is not None:
-            rss.append(peak)
-    return Measure(label, rows, seconds, max(rss) if rss else None)
+        contenders[0].run()
+    measures = [Measure(c.label, c.rows, []) for c in contenders]
+    peaks: list[list[float]] = [[] for _ in contenders]
+    for round_ in range(max(c.times for c in contenders)):
+        for contender, measure, peak in zip(contenders, measures, peaks, strict=True):
+            if round_ >= contender.times:
+                continue
+            reset()
+            start = time.perf_counter()
+            seen = contender.run()
+            measure.seconds.append(time.perf_counter() - start)
+            if seen is not None:
+                peak.append(seen)
+    for measure, peak in zip(measures, peaks, strict=True):
+        measure.rss_mb = max(peak) if peak else None
+    return measures
 
 
 def report(title: str, measures: list[Measure]) -> None:

@@ -23,10 +23,11 @@ import datetime as dt
 import functools
 import json
 import multiprocessing as mp
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from bench.common import MARIADB_URL, mariadb_database, peak_rss_mb, repeat, report, verdict
+from bench.common import MARIADB_URL, Contender, interleave, mariadb_database, peak_rss_mb, report, verdict
 from include.dialog.conversation import Utterance, assemble, speaking_order
 from include.dialog.etl import find_groups, load_group
 from include.dialog.schema import ensure_target_tables, people_customer_dialog
@@ -148,6 +149,14 @@ def _fill(engine: sa.Engine, rows: int) -> int:
     )
 
 
+def _truncate(engine: sa.Engine) -> Callable[[], None]:
+    def reset() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE TABLE prepared_conversations")
+
+    return reset
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -162,48 +171,43 @@ def main() -> None:
         total = _fill(source, args.rows)
         groups = find_groups(source, DAY)
         ensure_target_tables(target)
-
-        def reset() -> None:
-            with target.begin() as conn:
-                conn.exec_driver_sql("TRUNCATE TABLE prepared_conversations")
-
         print(
             f"dialog_etl benchmark: {total:,} utterances, {len(groups)} groups, {args.workers} workers, MariaDB"
         )
-        ours = repeat(
-            "ours: load_group (stream + batched insert-ignore)",
-            total,
-            args.repeat,
-            lambda: _fan_out(_ours, groups, args.workers),
-            reset,
+        ours, base, limit = interleave(
+            [
+                Contender(
+                    "ours: load_group (stream + batched insert-ignore)",
+                    total,
+                    lambda: _fan_out(_ours, groups, args.workers),
+                    args.repeat,
+                ),
+                Contender(
+                    "baseline: check call_id, then insert, per call",
+                    total,
+                    lambda: _in_threads(_baseline, groups, args.workers),
+                    args.baseline_repeat,
+                ),
+                Contender(
+                    "limit: INSERT ... SELECT ... GROUP BY call_id",
+                    total,
+                    lambda: _fan_out(_limit, groups, args.workers),
+                    args.repeat,
+                ),
+            ],
+            _truncate(target),
         )
         with target.connect() as conn:
             loaded = conn.scalar(sa.text("SELECT COUNT(*) FROM prepared_conversations"))
-        base = repeat(
-            "baseline: check call_id, then insert, per call",
-            total,
-            args.baseline_repeat,
-            lambda: _fan_out(_baseline, groups, args.workers),
-            reset,
-        )
-        limit = repeat(
-            "limit: INSERT ... SELECT ... GROUP BY call_id",
-            total,
-            args.repeat,
-            lambda: _fan_out(_limit, groups, args.workers),
-            reset,
-        )
-        report(f"{loaded:,} conversations from {total:,} rows", [ours, base, limit])
+        report(f"{loaded:,} conversations (last run) from {total:,} rows", [ours, base, limit])
 
     with mariadb_database(SRC_DB) as source, mariadb_database(DST_DB) as target:
         total2 = _fill(source, 2 * args.rows)
+        groups2 = find_groups(source, DAY)
         ensure_target_tables(target)
-        ours2 = repeat(
-            "ours at twice the rows",
-            total2,
-            1,
-            lambda: _fan_out(_ours, find_groups(source, DAY), args.workers),
-            lambda: None,
+        (ours2,) = interleave(
+            [Contender("ours at twice the rows", total2, lambda: _fan_out(_ours, groups2, args.workers), 1)],
+            _truncate(target),
         )
         report("memory when the day doubles", [ours, ours2])
 
