@@ -23,7 +23,7 @@ airflow: setup  ## airflow standalone with the embedded defaults; UNPAUSE=1 unpa
 	@$(ENV) AIRFLOW_HOME=$(CURDIR)/.airflow/standalone bash scripts/airflow.sh
 
 bench: setup  ## benchmarks against the local MariaDB (not part of the tests)
-	@$(ENV) python -m bench.dialog_etl $(BENCH_ARGS)
+	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl
 
 settings: setup  ## apply airflow_settings.yaml to the Airflow installation in $$AIRFLOW_HOME
 	@$(ENV) python -m include.common.settings apply airflow_settings.yaml

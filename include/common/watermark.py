@@ -37,6 +37,11 @@ class Watermark(NamedTuple):
     def to_xcom(self) -> dict[str, str | int | None]:
         return {"at": self.at.isoformat(sep=" ") if self.at else None, "id": self.id}
 
+    @classmethod
+    def from_xcom(cls, value: dict[str, str | int | None]) -> Watermark:
+        at = value.get("at")
+        return cls(dt.datetime.fromisoformat(at) if at else None, value.get("id"))
+
 
 START = Watermark(None, None)
 

@@ -13,10 +13,13 @@ import os
 import subprocess
 import sys
 
+import sqlalchemy as sa
+
 from include.common.db import REPO_ROOT, sqlite_engine, sqlite_path
 from include.common.timeutil import SHANGHAI
 from include.sandbox.dagrun import run_dag
 from include.sandbox.dialog_data import build_world
+from include.sandbox.product_data import changed_versions, fill_staging, generate
 
 
 def _airflow(*args: str) -> None:
@@ -33,6 +36,13 @@ def _prepare_airflow() -> None:
     )
 
 
+def _print_run(dag_id: str, label: str, conf: dict) -> None:
+    outcome = run_dag(dag_id, conf)
+    print(f"{dag_id} {label}: {outcome.state}\n  {json.dumps(outcome.summary, ensure_ascii=False)}")
+    if outcome.state != "success":
+        raise SystemExit(f"{dag_id} failed: {outcome.task_states}")
+
+
 def demo_dialog() -> None:
     today = dt.datetime.now(SHANGHAI).date()
     days = [today - dt.timedelta(days=n) for n in (3, 2, 1)]
@@ -42,16 +52,28 @@ def demo_dialog() -> None:
     world = build_world(sqlite_engine("dialog_src.sqlite"), days, groups=4, calls_per_group_day=40)
     print(f"dialog_src: {world.rows} utterances over {', '.join(map(str, days))}")
     for conf in ({"target_date": days[0].isoformat()}, {"target_date": days[1].isoformat()}, {}):
-        outcome = run_dag("dialog_etl", conf)
-        label = conf.get("target_date", "(no target_date: yesterday)")
-        print(f"dialog_etl {label}: {outcome.state}\n  {json.dumps(outcome.summary, ensure_ascii=False)}")
-        if outcome.state != "success":
-            raise SystemExit(f"dialog_etl failed: {outcome.task_states}")
+        _print_run("dialog_etl", conf.get("target_date", "(no target_date: yesterday)"), conf)
+
+
+def demo_product() -> None:
+    """A staging feed with a few broken rows; a dry run, the load, then 5% of the products changed.
+    The feed is kept between demos, so a second demo shows only the new changes being applied."""
+    engine = sqlite_engine("product_db.sqlite")  # the file behind the default `product_db` connection
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    if not sa.inspect(engine).has_table("products_staging"):
+        rows = fill_staging(engine, generate(3000, start=now - dt.timedelta(days=2), bad_every=150))
+        print(f"products_staging: {rows} rows")
+    _print_run("product_etl", "dry run", {"dry_run": True})
+    _print_run("product_etl", "load", {})
+    changed = changed_versions(engine, 0.05, now - dt.timedelta(minutes=10))
+    print(f"products_staging: {changed} changed versions appended")
+    _print_run("product_etl", "changes", {})
 
 
 def main() -> None:
     _prepare_airflow()
     demo_dialog()
+    demo_product()
 
 
 if __name__ == "__main__":

@@ -52,7 +52,4 @@ def test_parses_fast_without_heavy_imports(path):
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     heavy = [m for m in probe["modules"] if any(m == h or m.startswith(h + ".") for h in HEAVY)]
     assert heavy == [], f"{path.name} imports heavy modules at parse time: {heavy[:5]}"
-    assert not any(m.startswith("include.") and m.count(".") > 1 for m in probe["modules"]), (
-        "DAG files import include.* only inside tasks"
-    )
     assert probe["seconds"] < 0.5, f"{path.name} took {probe['seconds']:.2f}s to parse"

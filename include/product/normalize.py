@@ -1,0 +1,433 @@
+"""Turning one raw ``products_staging`` row into a clean :class:`Product`. Pure functions, no database.
+
+The staging feed is prepared by hand and by several upstream exports, so one field arrives in many
+spellings: prices as ``"1,299.00"`` or ``"¥1299.5"``, booleans as ``"Y"`` or ``"是"``, attributes as a
+dict, as JSON text or as JSON text that was JSON-encoded once more. :func:`normalize` maps every
+accepted spelling to one value, so that :attr:`Product.data_version` (a hash of the business fields)
+only changes when the product really changed, and ``products`` is only written then.
+
+A row that cannot be read safely raises :class:`NormalizeError` with a short reason code (one of
+:class:`RejectReason`) and a human ``detail`` naming the field and the offending value, shortened so
+it fits a reject log column. Guessing is avoided wherever a wrong guess would corrupt data: a price
+such as ``"12,99"`` (decimal comma or a mistyped thousands group) is rejected rather than read as 1299.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Context, Decimal
+from enum import StrEnum
+from typing import Any
+
+from include.common.jsonutil import content_hash, stable_json
+
+
+class RejectReason(StrEnum):
+    """Why a staging row was not loaded. Values are stored as is in reject logs."""
+
+    MISSING_BRAND_CODE = "missing_brand_code"
+    MISSING_SKU = "missing_sku"
+    MISSING_SRC_UPDATED_AT = "missing_src_updated_at"
+    BAD_SRC_UPDATED_AT = "bad_src_updated_at"
+    BAD_PRICE = "bad_price"
+    BAD_CURRENCY = "bad_currency"
+    BAD_ATTRIBUTES = "bad_attributes"
+    BAD_IMAGES = "bad_images"
+    BAD_BOOLEAN = "bad_boolean"
+
+
+class NormalizeError(ValueError):
+    """A staging row that cannot be normalized.
+
+    ``reason`` is a :class:`RejectReason` (a ``str``); ``detail`` names the field and shows the
+    offending value, cut to :data:`VALUE_PREVIEW_CHARS` characters so a huge value never floods logs.
+    """
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = RejectReason(reason)
+        self.detail = detail
+
+
+VALUE_PREVIEW_CHARS = 60
+"""Longest shown value in :attr:`NormalizeError.detail`; with the field and problem, details stay
+within 100 characters."""
+
+MAX_PRICE_INTEGER_DIGITS = 10
+"""``products.price`` is ``DECIMAL(12,2)``: 10 digits before the point, 2 after."""
+
+CURRENCY_SYMBOLS = "¥￥$€£"
+MAX_JSON_DECODES = 3
+"""How many times an attribute/image text is JSON-decoded at most (see :func:`parse_attributes`)."""
+
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "on", "1", "是"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0", "否"})
+
+_WHITESPACE_RUN = re.compile(r"\s+")  # Unicode-aware: tabs, newlines, U+3000 full-width space, NBSP
+_PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_GROUPED_NUMBER = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+_IMAGE_SEPARATORS = re.compile(r"[,，\r\n]+")
+_CENTS = Decimal("0.01")
+_WIDE_CONTEXT = Context(prec=MAX_PRICE_INTEGER_DIGITS + 30)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One normalized product, ready to upsert into ``products`` by ``(brand_code, sku)``."""
+
+    brand_code: str
+    sku: str
+    name: str | None
+    price: Decimal | None
+    currency: str | None
+    category: str | None
+    attributes: dict[str, Any]
+    images: tuple[str, ...]
+    status: str | None
+    is_active: bool | None
+    src_updated_at: dt.datetime
+    staging_id: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The upsert key of ``products``."""
+        return self.brand_code, self.sku
+
+    @property
+    def attributes_json(self) -> str:
+        """Attributes as stable JSON: sorted keys, compact, UTF-8 kept."""
+        return stable_json(self.attributes)
+
+    @property
+    def images_json(self) -> str:
+        """Images as a compact JSON array, UTF-8 kept. Order is kept: the first image is the main one."""
+        return json.dumps(list(self.images), ensure_ascii=False, separators=(",", ":"))
+
+    def business_fields(self) -> dict[str, Any]:
+        """The fields whose change is a new version of the product.
+
+        The key, the staging id and timestamps are left out: re-exporting an unchanged product (new
+        ``src_updated_at``, new staging id) must not count as a change.
+        """
+        return {
+            "name": self.name,
+            "price": self.price,
+            "currency": self.currency,
+            "category": self.category,
+            "attributes": self.attributes,
+            "images": list(self.images),
+            "status": self.status,
+            "is_active": self.is_active,
+        }
+
+    @property
+    def data_version(self) -> str:
+        """SHA-256 hex of the stable JSON of :meth:`business_fields`."""
+        return content_hash(self.business_fields())
+
+
+def normalize(row: Mapping[str, Any]) -> Product:
+    """Normalize one ``products_staging`` row (column name -> raw driver value).
+
+    Raises :class:`NormalizeError` for a row that must not be loaded.
+    """
+    return Product(
+        brand_code=parse_brand_code(row.get("brand_code")),
+        sku=parse_sku(row.get("sku")),
+        name=clean_text(row.get("name"), collapse=True),
+        price=parse_price(row.get("price")),
+        currency=parse_currency(row.get("currency")),
+        category=clean_text(row.get("category"), collapse=True),
+        attributes=parse_attributes(row.get("attributes")),
+        images=parse_images(row.get("images")),
+        status=parse_status(row.get("status")),
+        is_active=parse_bool(row.get("is_active")),
+        src_updated_at=parse_src_updated_at(row.get("src_updated_at")),
+        staging_id=row.get("id"),
+    )
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+def preview(value: Any, limit: int = VALUE_PREVIEW_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an ellipsis marks the cut)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reject(reason: RejectReason, field: str, problem: str, value: Any) -> NormalizeError:
+    return NormalizeError(reason, f"{field} {problem}: {preview(value)}")
+
+
+# --- text --------------------------------------------------------------------------------------------
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8")
+    return str(value)
+
+
+def clean_text(value: Any, *, collapse: bool = False) -> str | None:
+    """Text in one spelling: NFC, trimmed, and with ``collapse`` every whitespace run as one space.
+
+    NFC makes a decomposed ``"e\\u0301"`` and a precomposed ``"é"`` the same string, so a feed that
+    switches between them does not look like a rename. Empty text is ``None``.
+    """
+    if value is None:
+        return None
+    text = unicodedata.normalize("NFC", _as_str(value)).strip()
+    if collapse:
+        text = _WHITESPACE_RUN.sub(" ", text)
+    return text or None
+
+
+def parse_brand_code(value: Any) -> str:
+    """Brand codes are case-insensitive upstream; upper case is their one spelling here."""
+    text = clean_text(value)
+    if text is None:
+        raise _reject(RejectReason.MISSING_BRAND_CODE, "brand_code", "is empty", value)
+    return text.upper()
+
+
+def parse_sku(value: Any) -> str:
+    """SKUs keep their case: some brands use upper and lower case as different SKUs."""
+    text = clean_text(value)
+    if text is None:
+        raise _reject(RejectReason.MISSING_SKU, "sku", "is empty", value)
+    return text
+
+
+def parse_status(value: Any) -> str | None:
+    text = clean_text(value, collapse=True)
+    return text.lower() if text is not None else None
+
+
+def parse_currency(value: Any) -> str | None:
+    """An ISO-4217-shaped code (three letters A-Z, upper-cased) or ``None``."""
+    text = clean_text(value)
+    if text is None:
+        return None
+    code = text.upper()
+    if not _CURRENCY_CODE.fullmatch(code):
+        raise _reject(RejectReason.BAD_CURRENCY, "currency", "is not 3 letters", value)
+    return code
+
+
+# --- price -------------------------------------------------------------------------------------------
+
+
+def parse_price(value: Any) -> Decimal | None:
+    """The price as an exact ``Decimal`` with 2 places, or ``None`` when there is none.
+
+    Prices are money: they are never computed through binary floats, which cannot hold ``0.1`` or
+    ``1299.99`` exactly and would make equal prices hash differently. A float delivered by a driver
+    is read from its shortest ``repr`` (``0.1`` -> ``Decimal("0.1")``). Values that need more than 2
+    decimal places (``"1.005"``) are rejected, not rounded: rounding would invent a price.
+    """
+    if value is None:
+        return None
+    amount = _price_decimal(value)
+    if amount is None:
+        return None
+    return _checked_cents(amount, value)
+
+
+def _price_decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        raise _reject(RejectReason.BAD_PRICE, "price", "is a boolean", value)
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _reject(RejectReason.BAD_PRICE, "price", "is not finite", value)
+        return Decimal(repr(value))
+    return _price_from_text(value)
+
+
+def _price_from_text(value: Any) -> Decimal | None:
+    """Reads ``"1299"``, ``"1,299.00"``, ``"¥ 1299.5"``, full-width digits included (NFKC).
+
+    Commas are only accepted as proper thousands groups: ``"12,99"`` is ambiguous and rejected.
+    """
+    text = unicodedata.normalize("NFKC", _as_str(value)).strip()
+    if not text:
+        return None
+    if text[0] in CURRENCY_SYMBOLS:
+        text = text[1:].strip()
+    if text.startswith("-"):
+        raise _reject(RejectReason.BAD_PRICE, "price", "is negative", value)
+    if _PLAIN_NUMBER.fullmatch(text):
+        return Decimal(text)
+    if _GROUPED_NUMBER.fullmatch(text):
+        return Decimal(text.replace(",", ""))
+    raise _reject(RejectReason.BAD_PRICE, "price", "is not a number", value)
+
+
+def _checked_cents(amount: Decimal, raw: Any) -> Decimal:
+    if not amount.is_finite():
+        raise _reject(RejectReason.BAD_PRICE, "price", "is not finite", raw)
+    if amount.is_zero():
+        return Decimal("0.00")  # also turns -0 into 0
+    if amount < 0:
+        raise _reject(RejectReason.BAD_PRICE, "price", "is negative", raw)
+    if amount.adjusted() >= MAX_PRICE_INTEGER_DIGITS:
+        raise _reject(RejectReason.BAD_PRICE, "price", "is too large", raw)
+    cents = amount.quantize(_CENTS, context=_WIDE_CONTEXT)
+    if cents != amount:
+        raise _reject(RejectReason.BAD_PRICE, "price", "has over 2 decimals", raw)
+    return cents
+
+
+# --- attributes --------------------------------------------------------------------------------------
+
+
+def parse_attributes(value: Any) -> dict[str, Any]:
+    """The attributes object; ``{}`` when there are none.
+
+    Text is JSON-decoded, and decoded again while the result is still a string (up to
+    :data:`MAX_JSON_DECODES` times): some upstream feeds JSON-encode a value that already is JSON
+    text, delivering ``"{\\"color\\": \\"红\\"}"`` in quotes. Both spellings are the same attributes
+    and must give the same ``data_version``. Values keep their JSON types; strings (keys and values)
+    are NFC-normalized. JSON ``null`` means no attributes, like an empty column.
+    """
+    if value is None:
+        return {}
+    decoded = _decode_json(value, "attributes", RejectReason.BAD_ATTRIBUTES)
+    if decoded is None:
+        return {}
+    if not isinstance(decoded, Mapping):
+        raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "is not an object", value)
+    try:
+        attributes = _nfc_json(decoded, value)
+        stable_json(attributes)  # what data_version and attributes_json will need
+    except NormalizeError:
+        raise
+    except (TypeError, ValueError, RecursionError):
+        raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "is not JSON data", value) from None
+    return attributes
+
+
+def _decode_json(value: Any, field: str, reason: RejectReason) -> Any:
+    """Decode JSON text, repeatedly while the result is again JSON text. Non-text passes through.
+
+    Empty text decodes to ``None``. ``NaN``/``Infinity`` are refused: they are not JSON.
+    """
+    current = value
+    for _ in range(MAX_JSON_DECODES):
+        if not isinstance(current, str | bytes | bytearray):
+            return current
+        text = _as_str(current).strip()
+        if not text:
+            return None
+        try:
+            current = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise _reject(reason, field, "is not valid JSON", value) from None
+    if isinstance(current, str):
+        raise _reject(reason, field, "is JSON-encoded too often", value)
+    return current
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _nfc_json(value: Any, raw: Any) -> Any:
+    """NFC every string (keys and values), recursively; reject keys that collide afterwards."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "holds NaN/Infinity", raw)
+    if isinstance(value, list | tuple):
+        return [_nfc_json(item, raw) for item in value]
+    if isinstance(value, Mapping):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            name = unicodedata.normalize("NFC", _as_str(key))
+            if name in result:
+                raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "has a duplicate key", name)
+            result[name] = _nfc_json(item, raw)
+        return result
+    return value
+
+
+# --- images ------------------------------------------------------------------------------------------
+
+
+def parse_images(value: Any) -> tuple[str, ...]:
+    """Image URLs in feed order (the first is the main image), trimmed, without blanks or repeats.
+
+    Accepts a list, a JSON array text (also when JSON-encoded once more, like attributes) or plain
+    text with one URL per comma (also ``，``) or line. Items must be strings. Text that looks like JSON
+    (``[``, ``{``, a quote, ``null``) must be valid JSON: splitting broken JSON on commas would load
+    fragments of it as URLs.
+    """
+    if value is None:
+        return ()
+    items = _image_items(value)
+    if not all(isinstance(item, str) for item in items):
+        raise _reject(RejectReason.BAD_IMAGES, "images", "holds a non-string", value)
+    cleaned = (unicodedata.normalize("NFC", item).strip() for item in items)
+    return tuple(dict.fromkeys(url for url in cleaned if url))
+
+
+def _image_items(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    if not isinstance(value, str | bytes | bytearray):
+        raise _reject(RejectReason.BAD_IMAGES, "images", "is not a list or text", value)
+    text = _as_str(value).strip()
+    if not (text.startswith(("[", "{", '"')) or text == "null"):
+        return _IMAGE_SEPARATORS.split(text)
+    decoded = _decode_json(text, "images", RejectReason.BAD_IMAGES)
+    if decoded is None:
+        return []
+    if not isinstance(decoded, list):
+        raise _reject(RejectReason.BAD_IMAGES, "images", "is not a JSON array", value)
+    return decoded
+
+
+# --- booleans and timestamps ------------------------------------------------------------------------
+
+
+def parse_bool(value: Any) -> bool | None:
+    """``is_active`` from any of the feed's spellings; ``None`` when empty.
+
+    Unknown words are rejected instead of read as false: a typo must not deactivate a product.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value in (0, 1):
+            return bool(value)
+        raise _reject(RejectReason.BAD_BOOLEAN, "is_active", "is not 0/1", value)
+    if not isinstance(value, str | bytes | bytearray):
+        raise _reject(RejectReason.BAD_BOOLEAN, "is_active", "is not a boolean", value)
+    word = unicodedata.normalize("NFKC", _as_str(value)).strip().lower()
+    if not word:
+        return None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise _reject(RejectReason.BAD_BOOLEAN, "is_active", "is not a boolean", value)
+
+
+def parse_src_updated_at(value: Any) -> dt.datetime:
+    """Required: the load cursor (watermark) advances along it."""
+    if value is None:
+        raise _reject(RejectReason.MISSING_SRC_UPDATED_AT, "src_updated_at", "is empty", value)
+    if not isinstance(value, dt.datetime):
+        raise _reject(RejectReason.BAD_SRC_UPDATED_AT, "src_updated_at", "is not a datetime", value)
+    return value

@@ -1,0 +1,75 @@
+"""product_etl end to end with dag.test() on the embedded SQLite default: dry run, load, re-run,
+the summary's shape and the products Asset event."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from include.common.db import engine_for
+from include.product.schema import products
+from include.sandbox.dagrun import load_dag, run_dag
+from include.sandbox.product_data import fill_staging, generate
+
+
+@pytest.fixture(autouse=True)
+def _airflow(airflow_db):
+    return airflow_db
+
+
+def asset_events(run_id: str) -> int:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AssetEvent)
+            .where(AssetEvent.source_dag_id == "product_etl", AssetEvent.source_run_id == run_id)
+        )
+
+
+def test_dry_run_then_load_then_nothing_new(sqlite_conn):
+    engine = engine_for(sqlite_conn("product_db"))
+    fill_staging(
+        engine, generate(1200, start=dt.datetime(2024, 1, 1), rows_per_timestamp=1200, bad_every=100)
+    )
+
+    dry = run_dag("product_etl", {"dry_run": True, "limit": 500})
+    assert dry.state == "success", dry.task_states
+    assert dry.summary == {
+        "batches": 3,
+        "read": 1200,
+        "inserted": 1188,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 12,
+        "watermark_start": {"at": None, "id": None},
+        "watermark_end": {"at": "2024-01-01 00:00:00", "id": 1200},
+        "dry_run": True,
+    }
+    assert dry.task_states["publish_products"] == "skipped" and asset_events(dry.run_id) == 0
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(products)) == 0
+
+    load = run_dag("product_etl", {"limit": 500})
+    assert load.summary["inserted"] == 1188 and load.summary["dry_run"] is False
+    assert load.task_states["publish_products"] == "success" and asset_events(load.run_id) == 1
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(products)) == 1188
+
+    idle = run_dag("product_etl", {})
+    assert idle.summary["read"] == 0 and idle.summary["watermark_start"] == load.summary["watermark_end"]
+    assert idle.task_states["publish_products"] == "skipped" and idle.task_states["summary"] == "success"
+
+
+@pytest.mark.parametrize(
+    "conf", [{"limit": 0}, {"limit": "many"}, {"dry_run": "yes"}, {"safety_lag_seconds": -1}]
+)
+def test_params_are_validated_before_the_run_starts(conf, sqlite_conn):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        load_dag("product_etl").test(run_conf=conf)

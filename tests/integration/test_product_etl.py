@@ -1,0 +1,186 @@
+"""product_etl's batches on SQLite and real MariaDB: keyset, crash and resume, dry run, rejects,
+change log, safety lag and the migration of a legacy ``products`` table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from include.common.db import engine_for
+from include.common.watermark import Watermark, load_watermark
+from include.product.etl import WATERMARK_NAME, run_batches
+from include.product.migrations import migrate
+from include.product.schema import product_change_log, product_etl_rejects, products
+from include.sandbox.product_data import BAD_ROWS, changed_versions, fill_staging, generate
+
+T0 = dt.datetime(2024, 1, 1)
+LATER = dt.datetime(2024, 6, 1)  # "now" for the runs: every staging row is older than now - lag
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def engine(request):
+    factory = request.getfixturevalue(f"{request.param}_conn")
+    return engine_for(factory("product_db"))
+
+
+def load_feed(engine, count=2500, per_timestamp=2500, bad_every=100):
+    fill_staging(engine, generate(count, start=T0, rows_per_timestamp=per_timestamp, bad_every=bad_every))
+    migrate(engine)
+
+
+def run(engine, run_id="run", **kwargs):
+    kwargs.setdefault("now", LATER)
+    return run_batches(engine, run_id, **kwargs)
+
+
+def state(engine):
+    """Everything a run leaves behind, minus run ids and clock times."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(products.c.brand_code, products.c.sku, products.c.data_version, products.c.price)
+        ).all()
+        log = conn.execute(
+            sa.select(product_change_log.c.sku, product_change_log.c.action, product_change_log.c.new_version)
+        ).all()
+        rejects = conn.execute(
+            sa.select(product_etl_rejects.c.staging_id, product_etl_rejects.c.reason)
+        ).all()
+        mark = load_watermark(conn, WATERMARK_NAME)
+    return sorted(rows), Counter(log), sorted(rejects), mark
+
+
+def test_rows_sharing_one_timestamp_all_arrive_across_batches(engine):
+    load_feed(engine)
+    result = run(engine, limit=1000)
+    assert (result.stats.batches, result.stats.read) == (3, 2500)
+    assert (result.stats.inserted, result.stats.rejected) == (2475, 25)
+    rows, log, rejects, mark = state(engine)
+    assert len(rows) == 2475 and len({(b, s) for b, s, _, _ in rows}) == 2475
+    assert sum(log.values()) == 2475 and {action for _, action, _ in log} == {"insert"}
+    assert mark == Watermark(T0, 2500) == result.watermark_end
+    again = run(engine, limit=1000)
+    assert (again.stats.read, again.watermark_start, again.watermark_end) == (0, mark, mark)
+
+
+def test_failure_after_batch_k_then_resume_equals_an_uninterrupted_run(engine, request):
+    load_feed(engine, count=4500, per_timestamp=700)
+    watermark_writes = []
+
+    def fail_in_batch_three(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT") and "etl_watermark" in statement:
+            watermark_writes.append(statement)
+            if len(watermark_writes) == 3:
+                raise RuntimeError("connection lost while committing batch 3")
+
+    sa.event.listen(engine, "before_cursor_execute", fail_in_batch_three)
+    with pytest.raises(RuntimeError, match="batch 3"):
+        run(engine, limit=1000, run_id="crashed")
+    sa.event.remove(engine, "before_cursor_execute", fail_in_batch_three)
+    rows, log, _, mark = state(engine)
+    assert len(rows) == sum(log.values()) == 2000 - 20  # two batches committed, batch 3 rolled back
+    assert mark.id == 2000
+
+    resumed = run(engine, limit=1000, run_id="resumed")
+    assert resumed.watermark_start == mark and resumed.stats.read == 2500
+
+    # The same feed, loaded without interruption into a second database, ends in the same state.
+    other = engine_for(
+        request.getfixturevalue(f"{engine.dialect.name.replace('mysql', 'mariadb')}_conn")("other_db")
+    )
+    load_feed(other, count=4500, per_timestamp=700)
+    run(other, limit=1000)
+    assert state(engine) == state(other)
+
+
+def test_dry_run_writes_nothing(engine):
+    load_feed(engine)
+    before = state(engine)
+    result = run(engine, limit=1000, dry_run=True)
+    assert (result.stats.read, result.stats.inserted, result.stats.rejected) == (2500, 2475, 25)
+    assert result.watermark_end == Watermark(T0, 2500)
+    assert state(engine) == before == ([], Counter(), [], Watermark(None, None))
+
+
+def test_rejects_keep_reason_and_run_id_and_the_batch_goes_on(engine):
+    load_feed(engine, count=800, per_timestamp=100, bad_every=50)
+    result = run(engine, limit=300, run_id="with_rejects")
+    assert result.stats.rejected == 16 and result.stats.inserted == 784
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(
+                product_etl_rejects.c.reason, product_etl_rejects.c.etl_run_id, product_etl_rejects.c.detail
+            )
+        ).all()
+    assert Counter(reason for reason, _, _ in found) == {reason: 4 for reason in BAD_ROWS}
+    assert {run_id for _, run_id, _ in found} == {"with_rejects"}
+    assert all(detail for _, _, detail in found)
+    run(engine, limit=300, resume=False, run_id="again")  # re-reading the same rows rejects nothing twice
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(product_etl_rejects)) == 16
+
+
+def test_changes_update_only_what_changed_and_log_it(engine):
+    load_feed(engine, count=2000, per_timestamp=400, bad_every=0)
+    run(engine, limit=1000)
+    changed = changed_versions(engine, 0.05, T0 + dt.timedelta(days=1))
+    result = run(engine, limit=1000, run_id="changes")
+    assert result.stats.read == changed and result.stats.updated + result.stats.unchanged == changed
+    assert result.stats.updated > 0.9 * changed  # a few new prices may equal the old ones
+    with engine.connect() as conn:
+        updates = conn.execute(
+            sa.select(product_change_log).where(product_change_log.c.etl_run_id == "changes")
+        ).all()
+    assert len(updates) == result.stats.updated
+    assert all(u.action == "update" and json.loads(u.changed_fields) == ["price"] for u in updates)
+    assert all(u.old_version != u.new_version for u in updates)
+
+    # Reprocessing everything from the start changes nothing and logs nothing: the old versions it
+    # reads first are older than what products holds, and never overwrite it.
+    full = run(engine, limit=1000, resume=False, run_id="replay")
+    assert (full.stats.inserted, full.stats.updated) == (0, 0)
+    with engine.connect() as conn:
+        assert not conn.execute(
+            sa.select(product_change_log).where(product_change_log.c.etl_run_id == "replay")
+        ).all()
+
+
+def test_watermark_stays_behind_the_safety_lag(engine):
+    load_feed(engine, count=300, per_timestamp=100, bad_every=0)  # stamped T0, T0+1s, T0+2s
+    result = run(engine, limit=1000, now=T0 + dt.timedelta(seconds=61), safety_lag=dt.timedelta(seconds=60))
+    assert result.stats.read == 200 and result.watermark_end == Watermark(T0 + dt.timedelta(seconds=1), 200)
+    # A row committed late with an earlier stamp than the last one read so far is still picked up.
+    fill_staging(
+        engine, iter([{**next(generate(1, start=T0 + dt.timedelta(seconds=1), seed=9)), "sku": "LATE1"}])
+    )
+    later = run(engine, limit=1000, now=LATER)
+    assert later.stats.read == 101 and later.stats.inserted == 101
+
+
+LEGACY_PK = {"mysql": "id INTEGER PRIMARY KEY AUTO_INCREMENT", "sqlite": "id INTEGER PRIMARY KEY"}
+
+
+def test_migration_of_a_products_table_keyed_by_sku(engine):
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE products ({LEGACY_PK[engine.dialect.name]}, sku VARCHAR(64) NOT NULL UNIQUE,"
+            " name VARCHAR(255), price NUMERIC(12, 2), stock INTEGER)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO products (sku, name, price, stock) VALUES ('BL0000000', 'old', 1, 5), ('LEGACY9', 'x', 2, 7)"
+        )
+    load_feed(engine, count=8, per_timestamp=8, bad_every=0)
+    assert migrate(engine) == []  # load_feed migrated; a second call has nothing left to do
+    with engine.connect() as conn:
+        legacy = conn.exec_driver_sql("SELECT brand_code, sku, stock FROM products ORDER BY sku").all()
+    assert legacy == [("BL", "BL0000000", 5), ("", "LEGACY9", 7)]  # brand from the feed; other columns kept
+
+    result = run(engine, limit=100)
+    assert (result.stats.inserted, result.stats.updated) == (7, 1)  # the legacy row is updated, not doubled
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(products)) == 9
+        (stock,) = conn.exec_driver_sql("SELECT stock FROM products WHERE sku = 'BL0000000'").one()
+    assert stock == 5
