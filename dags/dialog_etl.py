@@ -29,6 +29,8 @@ import os
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task
 
+from include.common.dag_defaults import default_args
+
 SOURCE_CONN_ID = "dialog_src"
 TARGET_CONN_ID = "dialog_dst"
 WORKER_POOL = "dialog_etl"
@@ -40,12 +42,7 @@ WORKER_POOL = "dialog_etl"
     catchup=False,
     doc_md=__doc__,
     tags=["dialog", "mysql"],
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": pendulum.duration(minutes=2),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(retry_delay_minutes=2),
     params={
         "target_date": Param(
             None,

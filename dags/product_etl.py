@@ -30,6 +30,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task
 
+from include.common.dag_defaults import default_args
 from include.product.assets import PRODUCTS
 
 CONN_ID = "product_db"
@@ -42,12 +43,7 @@ CONN_ID = "product_db"
     max_active_runs=1,
     doc_md=__doc__,
     tags=["product", "mysql"],
-    default_args={
-        "owner": "data-engineering",
-        "retries": 2,
-        "retry_delay": pendulum.duration(minutes=1),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(retry_delay_minutes=1),
     params={
         "limit": Param(1000, type="integer", minimum=1, maximum=100_000, title="Batch size"),
         "resume": Param(

@@ -14,13 +14,14 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from include.common.sql import upsert
+from include.common.types import BigId
 
 metadata = sa.MetaData()
 
 etl_watermark = sa.Table(
     "etl_watermark",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("table_name", sa.String(128), nullable=False, unique=True),
     sa.Column("last_processed_at", sa.DateTime(), nullable=True),
     sa.Column("last_processed_id", sa.BigInteger(), nullable=True),

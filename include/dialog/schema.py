@@ -22,9 +22,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-# BIGINT primary keys autoincrement on MySQL/PostgreSQL; SQLite only does so for INTEGER.
-BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql")
+from include.common.types import BigId, LongText
 
 source_metadata = sa.MetaData()
 target_metadata = sa.MetaData()

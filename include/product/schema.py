@@ -25,10 +25,8 @@ update; ``product_etl_rejects`` keeps every staging row that could not be normal
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
-BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+from include.common.types import BigId, LongText
 
 staging_metadata = sa.MetaData()
 metadata = sa.MetaData()
