@@ -1,0 +1,485 @@
+"""Benchmark of product_etl's batches on the local MariaDB (``python -m bench.product_etl``).
+
+``--rows`` staging rows of distinct products (the synthetic feed of :mod:`include.sandbox.product_data`:
+messy spellings, 500 rows per ``src_updated_at``, one row in 1,000 broken) are processed in two
+phases, each by three contenders from the same starting state, ``--repeat`` times (medians), every run
+in a fresh spawned process that reports its own peak RSS:
+
+1. first full load into an empty ``products`` (after ``migrate``);
+2. "5% changed": after a full load, a new version (new price) of 5% of the products is appended to
+   the staging table, all stamped with one ``src_updated_at``, and only those rows are processed,
+   resuming from the watermark.
+
+Contenders:
+
+* ours: :func:`include.product.etl.run_batches` with ``limit`` 1000: keyset read, normalize, one bulk
+  upsert of what changed, change log, rejects and watermark, one transaction per batch;
+* baseline: the plan's style (seed P-ETL-2, section C4): batches of 1000 rows, and per record a look-up
+  by (brand_code, sku), a data_version comparison, an UPDATE or INSERT and a change-log INSERT, one
+  statement each, committed with the watermark per batch. Its cursor is the plan's with the ``id``
+  tie-break added: the bare ``src_updated_at > watermark`` would stop after the first 1000 of phase 2's
+  rows (they share one timestamp), so it would not do the same work. It is slow, so it runs on the
+  first ``--baseline-rows`` rows only (phase 2: the same share of the changed rows); rows/s stays
+  comparable;
+* limit: what this client cannot beat: the same rows read in batches of 1000 and normalized, then one
+  multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` per batch: no comparison, no change log, no
+  rejects, no watermark.
+
+Memory: ours also runs the full load with ``limit`` 4000, whose peak should rise with the batch, and
+with ``--rss-check`` on twice the rows, whose peak should not rise with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import functools
+import json
+import multiprocessing as mp
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+
+from bench.common import (
+    MARIADB_URL,
+    Contender,
+    Measure,
+    interleave,
+    mariadb_database,
+    peak_rss_mb,
+    report,
+    verdict,
+)
+from include.common.watermark import Watermark, load_watermark, save_watermark
+from include.product.etl import (
+    BUSINESS_COLUMNS,
+    WATERMARK_NAME,
+    _changed_fields,
+    _columns_of,
+    read_batch,
+    run_batches,
+)
+from include.product.migrations import migrate
+from include.product.normalize import NormalizeError, normalize
+from include.product.schema import products_staging
+from include.sandbox.product_data import changed_versions, fill_staging, generate
+
+DB, DB_2X = "bench_product_etl", "bench_product_2x"
+BATCH = 1000
+BAD_EVERY = 1000
+CHANGED_SHARE = 0.05
+FIRST_AT = dt.datetime(2024, 6, 1)
+CHANGED_AT = FIRST_AT + dt.timedelta(days=1)  # after every first version
+NOW = FIRST_AT + dt.timedelta(days=2)  # after every row: with no safety lag, all rows are due
+EPOCH = dt.datetime(1970, 1, 1)  # the plan's first watermark
+ETL_TABLES = ("products", "product_change_log", "product_etl_rejects", "etl_watermark")
+WARM_UP = False
+"""No untimed warm-up run: the server reads with O_DIRECT, so its only cache is the buffer pool (128 MB
+here), a fraction of the tables; a warm-up would cost a whole run and leave nothing warm that matters.
+Every worker is started before its timing begins (:class:`FreshWorker`), so imports are not timed."""
+
+
+# --- the contenders, each run in a fresh worker process ------------------------------------------------
+
+
+@functools.cache
+def _engine(db: str) -> sa.Engine:
+    """One engine per worker, as one task process holds one."""
+    return sa.create_engine(MARIADB_URL.format(db=db))
+
+
+def _warm(db: str) -> float:
+    """Import everything and open the connection, so that the timed run starts from a ready worker."""
+    with _engine(db).connect():
+        pass
+    return peak_rss_mb()
+
+
+def _ours(db: str, limit: int) -> float:
+    run_batches(_engine(db), "bench", limit=limit, max_batches=10**9, safety_lag=dt.timedelta(0), now=NOW)
+    return peak_rss_mb()
+
+
+STAGING_COLUMNS = ", ".join(c.name for c in products_staging.columns)
+PLAN_CURSOR = (
+    f"SELECT {STAGING_COLUMNS} FROM products_staging"
+    " WHERE src_updated_at <= %s AND (src_updated_at > %s OR (src_updated_at = %s AND id > %s))"
+    " ORDER BY src_updated_at, id LIMIT %s"
+)
+UPDATED_COLUMNS = (*BUSINESS_COLUMNS, "data_version", "src_updated_at", "etl_run_id", "updated_at")
+PRODUCT_COLUMNS = ("brand_code", "sku", *UPDATED_COLUMNS, "created_at")
+LOG_COLUMNS = (
+    "product_id", "brand_code", "sku", "action", "old_version", "new_version", "changed_fields", "staging_id",
+    "src_updated_at", "etl_run_id", "changed_at",
+)  # fmt: skip
+REJECT_COLUMNS = (
+    "staging_id", "src_updated_at", "brand_code", "sku", "reason", "detail", "etl_run_id", "rejected_at"
+)  # fmt: skip
+LOOK_UP = (
+    f"SELECT id, data_version, {', '.join(BUSINESS_COLUMNS)} FROM products WHERE brand_code = %s AND sku = %s"
+)
+UPDATE = f"UPDATE products SET {', '.join(f'{c} = %s' for c in UPDATED_COLUMNS)} WHERE id = %s"
+SAVE_MARK = (
+    "INSERT INTO etl_watermark (table_name, last_processed_at, last_processed_id, updated_at)"
+    " VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE last_processed_at = VALUES(last_processed_at),"
+    " last_processed_id = VALUES(last_processed_id), updated_at = VALUES(updated_at)"
+)
+
+
+def _insert_sql(table: str, columns: Sequence[str], prefix: str = "INSERT") -> str:
+    return f"{prefix} INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+
+
+INSERT_PRODUCT = _insert_sql("products", PRODUCT_COLUMNS)
+INSERT_LOG = _insert_sql("product_change_log", LOG_COLUMNS)
+INSERT_REJECT = _insert_sql("product_etl_rejects", REJECT_COLUMNS, "INSERT IGNORE")
+
+
+def _baseline(db: str, max_rows: int) -> float:
+    """The plan's worker: batches from the watermark, then one round trip per step of every record."""
+    engine = _engine(db)
+    with engine.connect() as conn:
+        mark = load_watermark(conn, WATERMARK_NAME)
+    at, last_id, done = mark.at or EPOCH, mark.id or 0, 0
+    while done < max_rows:
+        size = min(BATCH, max_rows - done)
+        with engine.begin() as conn:
+            rows = conn.exec_driver_sql(PLAN_CURSOR, (NOW, at, at, last_id, size)).all()
+            if not rows:
+                break
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            for row in rows:
+                _process_record(conn, row, now)
+            at, last_id, done = rows[-1].src_updated_at, rows[-1].id, done + len(rows)
+            conn.exec_driver_sql(SAVE_MARK, (WATERMARK_NAME, at, last_id, now))
+        if len(rows) < size:
+            break
+    return peak_rss_mb()
+
+
+def _process_record(conn: sa.Connection, row: sa.Row, now: dt.datetime) -> None:
+    """Normalize, look up, compare, write, log: the plan's ``process_record``, with the same
+    normalization and changed-field list as ours so that only the database access differs."""
+    try:
+        product = normalize(row._mapping)
+    except NormalizeError as exc:
+        brand, sku = (row.brand_code or "")[:32] or None, (row.sku or "")[:64] or None
+        reject = (row.id, row.src_updated_at, brand, sku, str(exc.reason), exc.detail[:255], "baseline", now)
+        conn.exec_driver_sql(INSERT_REJECT, reject)
+        return
+    old = conn.exec_driver_sql(LOOK_UP, product.key).first()
+    if old is not None and old.data_version == product.data_version:
+        return
+    columns = _columns_of(product, "baseline", now)
+    if old is None:
+        product_id = conn.exec_driver_sql(
+            INSERT_PRODUCT, tuple(columns[c] for c in PRODUCT_COLUMNS)
+        ).lastrowid
+    else:
+        product_id = old.id
+        conn.exec_driver_sql(UPDATE, (*(columns[c] for c in UPDATED_COLUMNS), old.id))
+    log_entry = (
+        product_id,
+        product.brand_code,
+        product.sku,
+        "insert" if old is None else "update",
+        old.data_version if old is not None else None,
+        product.data_version,
+        json.dumps(_changed_fields(old, columns)),
+        product.staging_id,
+        product.src_updated_at,
+        "baseline",
+        now,
+    )
+    conn.exec_driver_sql(INSERT_LOG, log_entry)
+
+
+LIMIT_UPSERT = (
+    INSERT_PRODUCT + " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in UPDATED_COLUMNS)
+)
+
+
+def _limit(db: str) -> float:
+    """Read and normalize like ours, then write every row blindly: one multi-row statement per batch
+    (mysqlclient's ``executemany`` folds the rows into one ``INSERT ... VALUES (...), (...)``)."""
+    engine = _engine(db)
+    with engine.connect() as conn:
+        mark = load_watermark(conn, WATERMARK_NAME)
+    while True:
+        with engine.begin() as conn:
+            rows = read_batch(conn, mark, NOW, BATCH)
+            if not rows:
+                break
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            values = [_product_values(row, now) for row in rows]
+            values = [v for v in values if v is not None]
+            if values:
+                conn.exec_driver_sql(LIMIT_UPSERT, values)
+        mark = Watermark(rows[-1].src_updated_at, rows[-1].id)
+        if len(rows) < BATCH:
+            break
+    return peak_rss_mb()
+
+
+def _product_values(row: sa.Row, now: dt.datetime) -> tuple | None:
+    try:
+        product = normalize(row._mapping)
+    except NormalizeError:
+        return None
+    columns = _columns_of(product, "limit", now)
+    return tuple(columns[c] for c in PRODUCT_COLUMNS)
+
+
+class FreshWorker:
+    """One spawned process per timed run, started during the reset so that interpreter start-up and
+    imports (about a second) stay out of the timing: they would weigh on the small runs only."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.idle_mb = 0.0
+        self._pool = None
+
+    def start(self) -> None:
+        self.stop()
+        self._pool = mp.get_context("spawn").Pool(1)
+        self.idle_mb = self._pool.apply(_warm, (self.db,))
+
+    def run(self, fn: Callable, *args):
+        """``fn(db, *args)`` in the ready worker, which is then used up."""
+        try:
+            return self._pool.apply(fn, (self.db, *args))
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+
+# --- states to start from ---------------------------------------------------------------------------
+
+
+def _fill(engine: sa.Engine, rows: int) -> int:
+    total = fill_staging(engine, generate(rows, start=FIRST_AT, bad_every=BAD_EVERY), batch=5000)
+    migrate(engine)
+    return total
+
+
+def _empty(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        for table in ETL_TABLES:
+            conn.exec_driver_sql(f"TRUNCATE TABLE {table}")
+
+
+@dataclasses.dataclass
+class FullLoad:
+    """The state right after a full load, kept aside so that every phase-2 run starts from it.
+
+    ``products`` is copied whole (``products_full``) and copied back: a run may update any product.
+    The change log and rejects only grow, so rows past their full-load ends are deleted instead."""
+
+    engine: sa.Engine
+    mark: Watermark
+    products: int
+    last_log_id: int
+    last_reject_id: int
+
+    @classmethod
+    def keep(cls, engine: sa.Engine) -> FullLoad:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS products_full")
+            conn.exec_driver_sql("CREATE TABLE products_full LIKE products")
+            conn.exec_driver_sql("INSERT INTO products_full SELECT * FROM products")
+            return cls(
+                engine,
+                load_watermark(conn, WATERMARK_NAME),
+                conn.exec_driver_sql("SELECT COUNT(*) FROM products_full").scalar(),
+                conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM product_change_log").scalar(),
+                conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM product_etl_rejects").scalar(),
+            )
+
+    def describe(self) -> str:
+        """What the full load left, as a check that it loaded everything."""
+        with self.engine.connect() as conn:
+            log, rejects = (
+                conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar()
+                for table in ("product_change_log", "product_etl_rejects")
+            )
+        return (
+            f"{self.products:,} products, {log:,} change-log rows, {rejects:,} rejects,"
+            f" watermark {self.mark.to_xcom()}"
+        )
+
+    def restore(self) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE TABLE products")
+            conn.exec_driver_sql("INSERT INTO products SELECT * FROM products_full")
+            conn.exec_driver_sql("DELETE FROM product_change_log WHERE id > %s", (self.last_log_id,))
+            conn.exec_driver_sql("DELETE FROM product_etl_rejects WHERE id > %s", (self.last_reject_id,))
+            save_watermark(conn, WATERMARK_NAME, self.mark)
+
+
+def _then_start(reset: Callable[[], None], worker: FreshWorker) -> Callable[[], None]:
+    def both() -> None:
+        reset()
+        worker.start()
+
+    return both
+
+
+# --- phases -----------------------------------------------------------------------------------------
+
+
+def _contenders(worker: FreshWorker, rows: int, baseline_rows: int, repeat: int) -> list[Contender]:
+    return [
+        Contender("ours: run_batches, limit 1000", rows, lambda: worker.run(_ours, BATCH), repeat),
+        Contender(
+            f"baseline: per record, first {baseline_rows:,} rows only",
+            baseline_rows,
+            lambda: worker.run(_baseline, baseline_rows),
+            repeat,
+        ),
+        Contender("limit: bulk INSERT ... ON DUPLICATE KEY UPDATE", rows, lambda: worker.run(_limit), repeat),
+    ]
+
+
+def _full_load_phase(engine, worker, total: int, baseline_rows: int, repeat: int) -> list[Measure]:
+    """Phase 1, plus ours with limit 4000 on the same footing (the memory table shows it).
+
+    Ours with limit 4000 goes last, so the state left behind is ours' full load, which phase 2 keeps.
+    """
+    contenders = _contenders(worker, total, baseline_rows, repeat)
+    contenders.append(
+        Contender("ours: run_batches, limit 4000", total, lambda: worker.run(_ours, 4 * BATCH), repeat)
+    )
+    measures = interleave(contenders, _then_start(lambda: _empty(engine), worker), warm_up=WARM_UP)
+    report(f"first full load: {total:,} staging rows into an empty products", measures[:3])
+    return measures
+
+
+def _changed_phase(engine, worker, total: int, baseline_rows: int, repeat: int) -> tuple[list[Measure], int]:
+    """Phase 2: keep the state of ours' last full load, append the new versions, time the three."""
+    full = FullLoad.keep(engine)
+    print(f"\nphase 2 starts from ours' full load: {full.describe()}")
+    changed = changed_versions(engine, CHANGED_SHARE, CHANGED_AT)
+    share = max(1, round(changed * baseline_rows / total))
+    measures = interleave(
+        _contenders(worker, changed, share, repeat), _then_start(full.restore, worker), warm_up=WARM_UP
+    )
+    report(
+        f"5% changed: {changed:,} new versions appended, processed from the watermark"
+        f" ({full.products:,} products stored)",
+        measures,
+    )
+    return measures, changed
+
+
+def _twice_the_rows(worker_db: str, rows: int) -> Measure:
+    """Ours on a staging table twice as large, in its own database."""
+    with mariadb_database(worker_db) as engine:
+        total = _fill(engine, rows)
+        worker = FreshWorker(worker_db)
+        (measure,) = interleave(
+            [Contender(f"ours: limit 1000, {total:,} rows", total, lambda: worker.run(_ours, BATCH), 1)],
+            _then_start(lambda: _empty(engine), worker),
+            warm_up=False,
+        )
+        return measure
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def _rates(ours: Measure, base: Measure, limit: Measure) -> dict[str, float]:
+    return {
+        "ours": round(ours.rows_per_s),
+        "baseline": round(base.rows_per_s),
+        "limit": round(limit.rows_per_s),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline-rows", type=int, default=100_000, help="rows the baseline is timed on")
+    parser.add_argument("--rss-check", action="store_true", help="also run ours on twice the rows")
+    args = parser.parse_args()
+
+    with mariadb_database(DB) as engine:
+        total = _fill(engine, args.rows)
+        baseline_rows = min(args.baseline_rows, total)
+        worker = FreshWorker(DB)
+        print(
+            f"product_etl benchmark: {total:,} staging rows (1 in {BAD_EVERY:,} broken), batches of {BATCH},"
+            f" MariaDB; the baseline is timed on the first {baseline_rows:,} rows of each phase's share,"
+            " its rows/s comparable"
+        )
+        ours, base, limit, ours_4000 = _full_load_phase(engine, worker, total, baseline_rows, args.repeat)
+        (ours_chg, base_chg, limit_chg), changed = _changed_phase(
+            engine, worker, total, baseline_rows, args.repeat
+        )
+        idle_mb = worker.idle_mb
+        worker.stop()
+
+    memory = [ours, ours_4000, dataclasses.replace(ours_chg, label="ours: limit 1000, 5% changed")]
+    ours_2x = _twice_the_rows(DB_2X, 2 * args.rows) if args.rss_check else None
+    if ours_2x is not None:
+        memory.append(ours_2x)
+    report(f"memory (an idle worker, imports and one connection: {idle_mb:.0f} MB)", memory)
+
+    print("\ntargets")
+    results = [
+        verdict("full load: speed-up over the baseline (x)", ours.rows_per_s / base.rows_per_s, 10),
+        verdict("full load: share of the limit's speed", ours.rows_per_s / limit.rows_per_s, 0.5),
+        verdict("5% changed: speed-up over the baseline (x)", ours_chg.rows_per_s / base_chg.rows_per_s, 10),
+        verdict("5% changed: share of the limit's speed", ours_chg.rows_per_s / limit_chg.rows_per_s, 0.5),
+    ]
+    if ours_2x is not None:
+        results.append(
+            verdict(
+                "peak RSS at 2x rows / at 1x (ratio)",
+                ours_2x.rss_mb / ours.rss_mb,
+                1.1,
+                higher_is_better=False,
+            )
+        )
+    else:
+        results.append(
+            verdict(
+                f"peak RSS, {total:,} rows / {changed:,} rows (ratio)",
+                ours.rss_mb / ours_chg.rss_mb,
+                1.1,
+                higher_is_better=False,
+            )
+        )
+    print(
+        f"  (peak RSS above the idle worker: limit 1000 {ours.rss_mb - idle_mb:.0f} MB,"
+        f" limit 4000 {ours_4000.rss_mb - idle_mb:.0f} MB)"
+    )
+    print(
+        json.dumps(
+            {
+                "rows": total,
+                "changed": changed,
+                "baseline_rows": baseline_rows,
+                "full_rows_per_s": _rates(ours, base, limit),
+                "changed_rows_per_s": _rates(ours_chg, base_chg, limit_chg),
+                "ours_rss_mb": ours.rss_mb,
+                "ours_limit_4000_rss_mb": ours_4000.rss_mb,
+                "ours_changed_rss_mb": ours_chg.rss_mb,
+                "ours_2x_rss_mb": ours_2x.rss_mb if ours_2x is not None else None,
+                "idle_worker_rss_mb": idle_mb,
+                "all_targets_met": all(results),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
