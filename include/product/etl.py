@@ -83,19 +83,33 @@ def _columns_of(product: Product, run_id: str, now: dt.datetime) -> dict[str, An
     }
 
 
-def _stored(conn: sa.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sa.Row]:
-    """The current products of ``keys``: brand_code IN (...) AND sku IN (...), both index friendly,
-    then the exact pairs picked in Python."""
-    if not keys:
-        return {}
+#: Keys looked up per query. MariaDB rewrites an IN list of 1,000 values or more into a subquery
+#: (in_predicate_conversion_threshold) that scans the whole products table instead of its key.
+LOOKUP_CHUNK = 500
+
+
+def _lookup(conn: sa.Connection, columns: list, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sa.Row]:
+    """Rows of ``products`` for ``keys``: brand_code IN (...) AND sku IN (...) in chunks that keep
+    both lists short enough for the (brand_code, sku) index, then the exact pairs picked in Python."""
     p = products.c
-    rows = conn.execute(
-        sa.select(
-            p.id, p.brand_code, p.sku, p.data_version, p.src_updated_at, *(p[c] for c in BUSINESS_COLUMNS)
-        ).where(p.brand_code.in_(sorted({b for b, _ in keys})), p.sku.in_(sorted({s for _, s in keys})))
-    ).all()
+    found: dict[tuple[str, str], sa.Row] = {}
     wanted = set(keys)
-    return {(r.brand_code, r.sku): r for r in rows if (r.brand_code, r.sku) in wanted}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start : start + LOOKUP_CHUNK]
+        rows = conn.execute(
+            sa.select(p.brand_code, p.sku, *columns).where(
+                p.brand_code.in_(sorted({b for b, _ in chunk})), p.sku.in_(sorted({k for _, k in chunk}))
+            )
+        ).all()
+        found.update({(r.brand_code, r.sku): r for r in rows if (r.brand_code, r.sku) in wanted})
+    return found
+
+
+def _stored(conn: sa.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sa.Row]:
+    """The current version of the products of ``keys``."""
+    p = products.c
+    columns = [p.id, p.data_version, p.src_updated_at, *(p[c] for c in BUSINESS_COLUMNS)]
+    return _lookup(conn, columns, keys)
 
 
 def _is_older(product: Product, old: sa.Row) -> bool:
@@ -165,7 +179,10 @@ def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> Non
     # created_at is kept on update: only the columns that describe the new version are overwritten.
     update = [c for c in writes[0] if c not in ("brand_code", "sku", "created_at")] if writes else []
     upsert(conn, products, writes, key=["brand_code", "sku"], update=update)
-    ids = {key: row.id for key, row in _stored(conn, [p.key for p, _, _ in changes]).items()}
+    # Updated products keep their id; only the new ones need looking up.
+    new_keys = [product.key for product, old, _ in changes if old is None]
+    ids = {key: row.id for key, row in _lookup(conn, [products.c.id], new_keys).items()}
+    ids.update({product.key: old.id for product, old, _ in changes if old is not None})
     log_rows = [
         {
             "product_id": ids[product.key],
