@@ -171,7 +171,7 @@ def _process_record(conn: sa.Connection, row: sa.Row, now: dt.datetime) -> None:
     old = conn.exec_driver_sql(LOOK_UP, product.key).first()
     if old is not None and old.data_version == product.data_version:
         return
-    columns = _columns_of(product, "baseline", now)
+    columns = _columns_of(product, product.data_version, "baseline", now)
     if old is None:
         product_id = conn.exec_driver_sql(
             INSERT_PRODUCT, tuple(columns[c] for c in PRODUCT_COLUMNS)
@@ -227,7 +227,7 @@ def _product_values(row: sa.Row, now: dt.datetime) -> tuple | None:
         product = normalize(row._mapping)
     except NormalizeError:
         return None
-    columns = _columns_of(product, "limit", now)
+    columns = _columns_of(product, product.data_version, "limit", now)
     return tuple(columns[c] for c in PRODUCT_COLUMNS)
 
 

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 WATERMARK_NAME = "products_staging"
 BUSINESS_COLUMNS = ("name", "price", "currency", "category", "attributes", "images", "status", "is_active")
-STAGING_COLUMNS = [c for c in products_staging.columns]
 
 
 @dataclass
@@ -54,7 +53,7 @@ def _utcnow() -> dt.datetime:
 def read_batch(conn: sa.Connection, after: Watermark, until: dt.datetime, limit: int) -> Sequence[sa.Row]:
     """The next ``limit`` staging rows strictly after ``after`` in (src_updated_at, id) order."""
     s = products_staging.c
-    query = sa.select(*STAGING_COLUMNS).where(s.src_updated_at <= until)
+    query = sa.select(products_staging).where(s.src_updated_at <= until)
     if after.at is not None:
         # Spelled out rather than as a row comparison, which MariaDB does not turn into an index range.
         query = query.where(
@@ -63,7 +62,7 @@ def read_batch(conn: sa.Connection, after: Watermark, until: dt.datetime, limit:
     return conn.execute(query.order_by(s.src_updated_at, s.id).limit(limit)).all()
 
 
-def _columns_of(product: Product, run_id: str, now: dt.datetime) -> dict[str, Any]:
+def _columns_of(product: Product, version: str, run_id: str, now: dt.datetime) -> dict[str, Any]:
     return {
         "brand_code": product.brand_code,
         "sku": product.sku,
@@ -75,7 +74,7 @@ def _columns_of(product: Product, run_id: str, now: dt.datetime) -> dict[str, An
         "images": product.images_json,
         "status": product.status,
         "is_active": product.is_active,
-        "data_version": product.data_version,
+        "data_version": version,
         "src_updated_at": product.src_updated_at,
         "etl_run_id": run_id,
         "created_at": now,
@@ -160,12 +159,13 @@ def apply_batch(conn: sa.Connection, rows: Sequence[sa.Row], run_id: str, write:
     writes, changes = [], []
     for key, product in latest.items():
         old = stored.get(key)
-        if old is not None and (old.data_version == product.data_version or _is_older(product, old)):
+        version = product.data_version  # a hash of the stable JSON: computed once per product
+        if old is not None and (old.data_version == version or _is_older(product, old)):
             stats.unchanged += 1
             continue
-        columns = _columns_of(product, run_id, now)
+        columns = _columns_of(product, version, run_id, now)
         writes.append(columns)
-        changes.append((product, old, _changed_fields(old, columns)))
+        changes.append((product, old, _changed_fields(old, columns), version))
         if old is None:
             stats.inserted += 1
         else:
@@ -180,9 +180,9 @@ def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> Non
     update = [c for c in writes[0] if c not in ("brand_code", "sku", "created_at")] if writes else []
     upsert(conn, products, writes, key=["brand_code", "sku"], update=update)
     # Updated products keep their id; only the new ones need looking up.
-    new_keys = [product.key for product, old, _ in changes if old is None]
+    new_keys = [product.key for product, old, *_ in changes if old is None]
     ids = {key: row.id for key, row in _lookup(conn, [products.c.id], new_keys).items()}
-    ids.update({product.key: old.id for product, old, _ in changes if old is not None})
+    ids.update({product.key: old.id for product, old, *_ in changes if old is not None})
     log_rows = [
         {
             "product_id": ids[product.key],
@@ -190,14 +190,14 @@ def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> Non
             "sku": product.sku,
             "action": "insert" if old is None else "update",
             "old_version": old.data_version if old is not None else None,
-            "new_version": product.data_version,
+            "new_version": version,
             "changed_fields": json.dumps(fields),
             "staging_id": product.staging_id,
             "src_updated_at": product.src_updated_at,
             "etl_run_id": run_id,
             "changed_at": now,
         }
-        for product, old, fields in changes
+        for product, old, fields, version in changes
     ]
     if log_rows:
         conn.execute(product_change_log.insert(), log_rows)
