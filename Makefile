@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo test lint format airflow bench settings import-env lock clean
+.PHONY: setup demo test lint format airflow callio-sandbox bench settings import-env lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,8 +22,11 @@ format: setup
 airflow: setup  ## airflow standalone with the embedded defaults; UNPAUSE=1 unpauses every DAG
 	@$(ENV) AIRFLOW_HOME=$(CURDIR)/.airflow/standalone bash scripts/airflow.sh
 
+callio-sandbox: setup  ## serve the Callio simulator on :18765 (the default callio_api) for `make airflow`
+	@$(ENV) python -m include.sandbox.callio_api --port 18765 --tenants 3 --customers 2000 --calls 5000
+
 bench: setup  ## benchmarks against the local MariaDB (not part of the tests)
-	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl
+	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl && python -m bench.callio
 
 settings: setup  ## apply airflow_settings.yaml to the Airflow installation in $$AIRFLOW_HOME
 	@$(ENV) python -m include.common.settings apply airflow_settings.yaml

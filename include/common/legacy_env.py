@@ -102,7 +102,8 @@ def _parse_value(rest: str, key: str, line: int) -> str:
 class LegacyEnv:
     """Parsed entries looked up case-insensitively (``url`` == ``URL``), the last one of a key winning."""
 
-    def __init__(self, entries: Iterable[Entry]):
+    def __init__(self, entries: Iterable[Entry], base_dir: Path | None = None):
+        self.base_dir = base_dir  # where relative ``*_FILE`` paths point: the .env's directory
         self.entries: dict[str, Entry] = {}
         self.repeated: list[tuple[Entry, Entry]] = []
         for entry in entries:
@@ -123,6 +124,16 @@ class LegacyEnv:
     def has_any(self, keys: Iterable[str]) -> bool:
         """Whether any of ``keys`` is set to a non-empty value."""
         return any(self.entry(key) is not None for key in keys)
+
+    def read_file(self, entry: Entry) -> str:
+        """The text of the file ``entry`` names (``*_FILE`` keys), relative to the .env's directory."""
+        path = Path(entry.value).expanduser()
+        if not path.is_absolute():
+            path = (self.base_dir or Path.cwd()) / path
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise entry.fail(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 # -------------------------------------------------------------------------------------------- result
@@ -219,9 +230,11 @@ def load_extensions() -> None:
             importlib.import_module(name)
 
 
-def import_env(text: str) -> ImportResult:
-    """Map the text of a legacy ``.env`` to settings items and notes (pure: touches no Airflow)."""
-    env = LegacyEnv(parse_env(text))
+def import_env(text: str, base_dir: Path | None = None) -> ImportResult:
+    """Map the text of a legacy ``.env`` to settings items and notes (touches no Airflow).
+
+    ``base_dir`` resolves relative paths of ``*_FILE`` keys (the .env's directory, as the services did)."""
+    env = LegacyEnv(parse_env(text), base_dir)
     result = ImportResult()
     for earlier, later in env.repeated:
         result.note(f"{later.key} is set on lines {earlier.line} and {later.line}: line {later.line} wins")
@@ -237,7 +250,8 @@ def import_env(text: str) -> ImportResult:
 
 
 def import_file(path: str | Path) -> ImportResult:
-    return import_env(Path(path).read_text(encoding="utf-8"))
+    path = Path(path)
+    return import_env(path.read_text(encoding="utf-8"), path.resolve().parent)
 
 
 # ------------------------------------------------------------------------ MySQL JDBC URLs

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from include.common.db import REPO_ROOT, sqlite_engine, sqlite_path
 from include.common.timeutil import SHANGHAI
+from include.sandbox.callio_api import CallioSimulator
+from include.sandbox.callio_data import DAY_MS, CallioWorld
 from include.sandbox.dagrun import run_dag
 from include.sandbox.dialog_data import build_world
 from include.sandbox.product_data import changed_versions, fill_staging, generate
@@ -70,10 +72,27 @@ def demo_product() -> None:
     _print_run("product_etl", "changes", {})
 
 
+CALLIO_SANDBOX_PORT = 18765  # the default `callio_api` connection's port (airflow_settings.yaml)
+
+
+def demo_callio() -> None:
+    """The simulator's three tenants (the accounts of the default connection): a full run, a re-run
+    that merges nothing, then an hour of changes picked up by a scheduled-style run."""
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    world = CallioWorld(3, 2000, 5000, span_ms=20 * DAY_MS, end_ms=now_ms - 3_600_000, burst=600)
+    with CallioSimulator(world).serve(CALLIO_SANDBOX_PORT):
+        print(f"callio sandbox: {len(world.tenants)} tenants on port {CALLIO_SANDBOX_PORT}")
+        _print_run("callio_etl", "all jobs", {"job": "all"})
+        _print_run("callio_etl", "again", {"job": "all"})
+        world.advance(now_ms - 1_000, customers=100, calls=200)
+        _print_run("callio_etl", "after an hour of changes", {"job": "auto"})
+
+
 def main() -> None:
     _prepare_airflow()
     demo_dialog()
     demo_product()
+    demo_callio()
 
 
 if __name__ == "__main__":

@@ -155,6 +155,9 @@ class SimulatedApi:
 def _handler_class(api: SimulatedApi) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in two writes: with Nagle's algorithm the body would wait for the
+        # client's delayed ACK of the headers, some 40 ms on every small response.
+        disable_nagle_algorithm = True
 
         def _handle(self) -> None:
             url = urlsplit(self.path)
@@ -170,12 +173,15 @@ def _handler_class(api: SimulatedApi) -> type[BaseHTTPRequestHandler]:
                 response = api.dispatch(request)
             except Exception as exc:  # a simulator bug must surface as a 500, like a real server's
                 response = Response.error(500, f"{type(exc).__name__}: {exc}")
-            self.send_response(response.status)
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            self.wfile.write(response.body)
+            try:
+                self.send_response(response.status)
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                self.wfile.write(response.body)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out and left: not an error
+                self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

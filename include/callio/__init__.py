@@ -1,0 +1,1 @@
+"""Callio call-center API -> warehouse (BigQuery, or embedded DuckDB): seed 001."""

@@ -1,0 +1,176 @@
+"""callio_etl end to end with dag.test(): the Callio simulator over real HTTP and an embedded DuckDB.
+
+What a correct load holds is known from the synthetic world, so the tests compare the warehouse with
+it: every valid customer once with its newest version, every call once, staff and groups as in the
+snapshot; a re-run changes nothing; a tenant whose login fails is logged and fails the run while the
+others load; a backfill leaves the checkpoints alone.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+import pytest
+
+from include.sandbox.callio_api import CallioSimulator
+from include.sandbox.callio_data import DAY_MS, CallioWorld
+from include.sandbox.dagrun import run_dag
+from tests.conftest import set_connection
+
+TENANTS = 3
+
+
+@pytest.fixture(autouse=True)
+def _airflow(airflow_db):
+    return airflow_db
+
+
+@pytest.fixture
+def world() -> CallioWorld:
+    # Ends a minute ago and spans 20 days, inside the 30-day first window (DAYS_TO_FETCH_IF_EMPTY).
+    return CallioWorld(
+        TENANTS, 300, 600, span_ms=20 * DAY_MS, end_ms=int(time.time() * 1000) - 60_000, burst=250
+    )
+
+
+@pytest.fixture
+def callio(world, tmp_path, monkeypatch):
+    """Serve the world and point callio_api / callio_warehouse at it; yield the DuckDB path."""
+    simulator = CallioSimulator(world)
+    database = tmp_path / "callio.duckdb"
+    with simulator.serve() as base_url:
+
+        def connect(accounts: list[dict]) -> None:
+            set_connection(
+                monkeypatch,
+                "callio_api",
+                "http",
+                host=base_url,
+                extra={"accounts": accounts, "page_size": 100},
+            )
+
+        connect(world.accounts())
+        set_connection(monkeypatch, "callio_warehouse", "duckdb", host=str(database))
+        yield database, connect
+
+
+def valid(records: list[dict], time_field: str) -> dict[str, dict]:
+    """The records a correct load keeps: with an _id and a numeric sort time, the newest per _id."""
+    newest: dict[str, dict] = {}
+    for record in records:
+        if not record.get("_id") or not str(record.get(time_field, "")).strip().isdigit():
+            continue
+        current = newest.get(record["_id"])
+        if current is None or int(record[time_field]) >= int(current[time_field]):
+            newest[record["_id"]] = record
+    return newest
+
+
+def table(database, sql: str) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def snapshot(database) -> dict[str, list[tuple]]:
+    return {
+        name: table(database, f'SELECT * EXCLUDE (row_hash) FROM "{name}" ORDER BY ALL')
+        for name in ("customer", "call_log", "staff", "group")
+    }
+
+
+def test_full_run_loads_every_table_and_rerun_changes_nothing(world, callio):
+    database, _ = callio
+    first = run_dag("callio_etl", {"job": "all"})
+    assert first.state == "success", first.task_states
+    assert first.summary["failed"] == {}
+
+    for name, tenant in world.tenants.items():
+        customers = valid(tenant.customers, "updateTime")
+        calls = valid(tenant.calls, "createTime")
+        assert table(database, f"SELECT count(*) FROM customer WHERE tenant = '{name}'") == [
+            (len(customers),)
+        ]
+        assert table(database, f"SELECT count(*) FROM call_log WHERE tenant = '{name}'") == [(len(calls),)]
+        newest = table(database, f"SELECT _id, updateTime FROM customer WHERE tenant = '{name}'")
+        assert dict(newest) == {k: int(v["updateTime"]) for k, v in customers.items()}
+        assert first.summary["customer"][name]["loaded"] == len(customers)
+        assert table(database, f"SELECT count(*) FROM staff WHERE tenant = '{name}'") == [
+            (len(tenant.staff),)
+        ]
+        assert table(database, f"""SELECT count(*) FROM "group" WHERE tenant = '{name}'""") == [
+            (len(tenant.groups),)
+        ]
+    assert table(database, "SELECT count(*) FROM stg_customer") == [(0,)]
+    assert table(database, "SELECT count(*) FROM rejects WHERE reason = 'missing _id'")[0][0] >= TENANTS
+    checkpoints = dict(
+        table(
+            database,
+            "SELECT tenant, max(max_updateTime) FROM update_log WHERE table_name = 'customer' GROUP BY 1",
+        )
+    )
+    assert checkpoints == {
+        n: max(int(c["updateTime"]) for c in valid(t.customers, "updateTime").values())
+        for n, t in world.tenants.items()
+    }
+    # Every call counts once in the report, for its staff member (or staff_id '' when it has none).
+    report = table(database, "SELECT sum(calls_in + calls_out) FROM fact_staff_daily_PK")[0][0]
+    assert report == sum(len(valid(t.calls, "createTime")) for t in world.tenants.values())
+
+    before = snapshot(database)
+    again = run_dag("callio_etl", {"job": "all"})
+    assert again.state == "success", again.task_states
+    assert all(v["loaded"] == 0 for v in again.summary["customer"].values())
+    assert all(v["loaded"] == 0 for v in again.summary["call"].values())
+    assert snapshot(database) == before
+    modes = table(
+        database,
+        f"SELECT DISTINCT mode FROM update_log WHERE run_id = '{again.run_id}' AND table_name = 'customer'",
+    )
+    assert modes == [("STAGED",), ("NOOP",)] or sorted(modes) == [("NOOP",), ("STAGED",)]
+
+
+def test_changes_between_runs_are_merged(world, callio):
+    database, _ = callio
+    assert run_dag("callio_etl", {"job": "customer"}).state == "success"
+    change = world.advance(int(time.time() * 1000) - 1_000, customers=40, calls=30)
+    second = run_dag("callio_etl", {"job": "all"})
+    assert second.state == "success", second.task_states
+    for name, ids in change.customers.items():
+        assert second.summary["customer"][name]["loaded"] >= len(ids)
+        newest = valid(world.tenants[name].customers, "updateTime")
+        rows = dict(table(database, f"SELECT _id, updateTime FROM customer WHERE tenant = '{name}'"))
+        assert rows == {k: int(v["updateTime"]) for k, v in newest.items()}
+
+
+def test_failed_login_is_logged_and_fails_the_run_after_the_others_load(world, callio):
+    database, connect = callio
+    accounts = world.accounts()
+    accounts[1] = {**accounts[1], "password": "not-the-password"}
+    connect(accounts)
+    outcome = run_dag("callio_etl", {"job": "customer"})
+    bad = accounts[1]["tenant"]
+    assert outcome.state == "failed"
+    assert outcome.task_states["check_tenants"] == "failed"
+    assert outcome.task_states["merge_customers"] == "success"
+    assert outcome.task_states["fetch_customers[1]"] == "failed"
+    assert table(
+        database, f"SELECT mode FROM update_log WHERE tenant = '{bad}' AND mode = 'ERROR_LOGIN'"
+    ) == [("ERROR_LOGIN",)]
+    loaded = dict(table(database, "SELECT tenant, count(*) FROM customer GROUP BY 1"))
+    assert bad not in loaded and len(loaded) == TENANTS - 1
+    logs = table(database, "SELECT string_agg(coalesce(detail, ''), ' ') FROM update_log")[0][0]
+    assert "not-the-password" not in logs
+
+
+def test_backfill_refetches_a_window_without_moving_checkpoints(world, callio):
+    database, _ = callio
+    assert run_dag("callio_etl", {"job": "call"}).state == "success"
+    checkpoint_sql = "SELECT tenant, max(max_updateTime) FROM update_log WHERE table_name = 'call_log' GROUP BY 1 ORDER BY 1"
+    before = table(database, checkpoint_sql)
+    table_before = table(database, "SELECT count(*) FROM call_log")
+    outcome = run_dag("callio_etl", {"job": "call", "from": "2020-01-01T00:00:00Z", "to": None})
+    assert outcome.state == "success", outcome.task_states
+    assert outcome.summary["backfill"] is True
+    assert table(database, checkpoint_sql) == before
+    assert table(database, "SELECT count(*) FROM call_log") == table_before
