@@ -100,6 +100,12 @@ class Change:
     staff: dict[str, list[str]] = field(default_factory=dict)
 
 
+def sandbox_password(seed: int, tenant: str) -> str:
+    """A tenant's password depends on the seed and its name only, not on the world's size or dates, so
+    the default ``callio_api`` connection's accounts match every simulator started with the same seed."""
+    return f"sandbox-{random.Random(f'{seed}/password/{tenant}').getrandbits(48):012x}"
+
+
 def tenant_names(count: int) -> list[str]:
     """``count`` tenant codes: business-like names, numbered once the list runs out."""
     size = len(TENANT_NAMES)
@@ -192,6 +198,7 @@ class _TenantGenerator:
         self, name: str, index: int, seed: int, lo: int, hi: int, rng: random.Random | None = None
     ) -> None:
         self.name = name
+        self.seed = seed
         self.rng = rng or random.Random(f"{seed}/tenant/{index}")
         self.lo = lo
         self.hi = hi
@@ -267,7 +274,7 @@ class _TenantGenerator:
         return Tenant(
             name=self.name,
             email=f"admin@{self.name}.vn",
-            password=f"sandbox-{rng.getrandbits(48):012x}",
+            password=sandbox_password(self.seed, self.name),
             groups=self.groups,
             staff=self.staff,
             customers=customer_list,
