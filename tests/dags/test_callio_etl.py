@@ -8,6 +8,7 @@ others load; a backfill leaves the checkpoints alone.
 
 from __future__ import annotations
 
+import json
 import time
 
 import duckdb
@@ -67,6 +68,16 @@ def valid(records: list[dict], time_field: str) -> dict[str, dict]:
     return newest
 
 
+def xcom_text(run_id: str) -> str:
+    """Every XCom value the run wrote, as one text."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids="callio_etl")).all()
+        return json.dumps([row.value for row in rows], default=str)
+
+
 def table(database, sql: str) -> list[tuple]:
     with duckdb.connect(str(database), read_only=True) as conn:
         return conn.execute(sql).fetchall()
@@ -84,6 +95,9 @@ def test_full_run_loads_every_table_and_rerun_changes_nothing(world, callio):
     first = run_dag("callio_etl", {"job": "all"})
     assert first.state == "success", first.task_states
     assert first.summary["failed"] == {}
+    xcoms = xcom_text(first.run_id)
+    assert '"window"' in xcoms  # the fetch tasks' windows are there; the accounts' passwords are not
+    assert not [a for a in world.accounts() if a["password"] in xcoms]
 
     for name, tenant in world.tenants.items():
         customers = valid(tenant.customers, "updateTime")
