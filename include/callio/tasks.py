@@ -25,7 +25,10 @@ JOBS = ("customer", "call", "staffgroup")
 COMMIT_TASKS = {"customer": "merge_customers", "call": "append_calls", "staffgroup": "merge_staffgroup"}
 # The API resource and the warehouse table whose update_log rows hold each fetched job's checkpoint.
 WINDOWED = {"customer": ("customer", schema.CUSTOMER.name), "call": ("call", schema.CALL_LOG.name)}
-STAGE_CHUNK_ROWS = 50_000  # rows per staging load: BigQuery allows ~1,500 load jobs per table per day
+# Rows per staging load. BigQuery allows about 1,500 load jobs per table per day, and every DuckDB
+# append pays a fixed cost (open, checkpoint, close): 100,000 rows stage a million in about 4 s where
+# 50,000 take 6 to 7. The price is the chunk held in the fetch task's memory, about 200 MB of rows.
+STAGE_CHUNK_ROWS = 100_000
 REPORT_DAYS_WITHOUT_WINDOW = 7  # a staff/group-only run refreshes the last week (names may have changed)
 DAY_MS = 86_400_000
 
