@@ -14,12 +14,16 @@ clients, so the simulators must behave like the real APIs, faults included. A si
     with api.serve() as base_url:
         api.faults.fail_next(429, headers={"Retry-After": "1"})
         httpx.post(f"{base_url}/auth/login")   # -> 429, then 200 on the next call
+
+A large body is served from a file (:meth:`Response.from_file`), sent with ``sendfile`` in the kernel, so a
+simulator can hand out gigabytes without holding them in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 import time
@@ -27,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -52,6 +57,8 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    body_file: Path | None = None
+    """When set, the body is this file's content (``body`` is ignored), streamed from disk."""
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -61,6 +68,14 @@ class Response:
     @classmethod
     def error(cls, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         return cls.json({"statusCode": status, "message": message}, status, headers)
+
+    @classmethod
+    def from_file(
+        cls, path: Path, content_type: str, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Response:
+        """A body read from ``path`` while it is sent. The file must stay in place until the response
+        starts; once it is open, removing it (on POSIX) does not cut the transfer short."""
+        return cls(status, b"", {"Content-Type": content_type, **(headers or {})}, body_file=path)
 
 
 Handler = Callable[[Request], Response]
@@ -173,15 +188,30 @@ def _handler_class(api: SimulatedApi) -> type[BaseHTTPRequestHandler]:
                 response = api.dispatch(request)
             except Exception as exc:  # a simulator bug must surface as a 500, like a real server's
                 response = Response.error(500, f"{type(exc).__name__}: {exc}")
-            try:
-                self.send_response(response.status)
-                for name, value in response.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                self.wfile.write(response.body)
-            except (BrokenPipeError, ConnectionResetError):  # the client timed out and left: not an error
-                self.close_connection = True
+            with contextlib.ExitStack() as stack:
+                body_file = None
+                if response.body_file is not None:
+                    try:
+                        body_file = stack.enter_context(open(response.body_file, "rb"))
+                    except OSError as exc:
+                        response = Response.error(500, f"cannot read the response body: {exc.strerror}")
+                try:
+                    if body_file is None:
+                        self._send(response, len(response.body))
+                        self.wfile.write(response.body)
+                    else:
+                        self._send(response, os.fstat(body_file.fileno()).st_size)
+                        self.connection.sendfile(body_file)
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                    self.close_connection = True
+
+        def _send(self, response: Response, length: int) -> None:
+            """The status line and headers, flushed: the body follows on the socket itself."""
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
