@@ -1,0 +1,261 @@
+"""All-or-nothing chunked writes to the DWH tables, and paged reads.
+
+:func:`write_rows` is what ``POST /dwh/<table>`` and the export DAGs call. Its promises:
+
+* **Nothing is half-written.** Every chunk goes into one transaction; an invalid row, a malformed
+  request body or a database error anywhere rolls the whole write back.
+* **Every problem is reported.** Each row is validated (:mod:`include.dwh.validation`); the errors of
+  all rows, up to ``max_errors``, come back together in one :class:`ValidationError`.
+* **Each batch stays bounded** by ``max_rows`` rows and ``max_bytes`` bytes, where a row's bytes are
+  the size of its bound parameters: UTF-8 length of text (JSON objects as their encoded text) and
+  8 bytes per number, boolean or timestamp (``loaded_at`` included). That is what travels to the
+  server, so the bound protects MySQL's ``max_allowed_packet`` and the server's memory; a row larger
+  than ``max_bytes`` on its own is rejected as invalid. A batch is one multi-row ``INSERT``
+  (on PostgreSQL with psycopg 3: one COPY into a staging table and one ``INSERT ... SELECT``).
+* **Ids come back in input order.** PostgreSQL: ``INSERT ... SELECT ... ORDER BY <position>
+  RETURNING id`` draws the serial ids in input order (psycopg 3 fills the SELECT's table by COPY;
+  other drivers go through SQLAlchemy's ordered RETURNING, built on the same fact). SQLite: ``RETURNING`` sorted, because one statement's
+  rowids are assigned ascending in VALUES order while it holds the write lock. MySQL/MariaDB:
+  ``LAST_INSERT_ID()``, because a multi-row ``INSERT ... VALUES`` is a "simple insert" for which
+  InnoDB reserves all its auto-increment values at once (consecutive in every
+  ``innodb_autoinc_lock_mode``), so the ids are ``first + k * @@auto_increment_increment``.
+
+Rows are consumed as an iterable and validated as they arrive, so a request body can be parsed one
+row at a time: memory holds one chunk, not the whole input. Writing starts with the first full chunk
+(the database is not even connected to before) and stops at the first invalid row; validation goes
+on to collect the other errors, and the transaction is rolled back. The outcome is the same as
+validating everything before writing, without keeping every row in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from include.dwh.validation import FIXED_VALUE_BYTES, RowError, RowValidator, ValidationError
+
+DEFAULT_MAX_ROWS = 1000
+DEFAULT_MAX_BYTES = 10_000_000
+DEFAULT_MAX_ERRORS = 100
+DEFAULT_READ_LIMIT = 100
+MAX_READ_LIMIT = 1000
+
+T = TypeVar("T")
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Ids of the inserted rows in input order, how many, and in how many batches (INSERTs)."""
+
+    inserted_ids: list[int]
+    count: int
+    batches: int
+
+
+def chunk_rows(sized_rows: Iterable[tuple[T, int]], max_rows: int, max_bytes: int) -> Iterator[list[T]]:
+    """Group ``(row, size)`` pairs, in order, into chunks of at most ``max_rows`` rows and ``max_bytes``.
+
+    A chunk is closed when the next row would break either bound. A row larger than ``max_bytes``
+    alone still forms a chunk of its own (the writer rejects such rows before they get here).
+    """
+    if max_rows < 1 or max_bytes < 1:
+        raise ValueError(f"max_rows and max_bytes must be positive, got {max_rows} and {max_bytes}")
+    chunk: list[T] = []
+    chunk_bytes = 0
+    for row, size in sized_rows:
+        if chunk and (len(chunk) == max_rows or chunk_bytes + size > max_bytes):
+            yield chunk
+            chunk, chunk_bytes = [], 0
+        chunk.append(row)
+        chunk_bytes += size
+    if chunk:
+        yield chunk
+
+
+def write_rows(
+    engine: sa.Engine,
+    table: sa.Table,
+    rows: Iterable[Any],
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_errors: int = DEFAULT_MAX_ERRORS,
+) -> WriteResult:
+    """Insert ``rows`` (mappings of column name to JSON-like value) into ``table`` in one transaction.
+
+    Raises :class:`~include.dwh.validation.ValidationError` (nothing written) when any row is
+    invalid; exceptions raised by ``rows`` itself (say, a malformed request body) and database
+    errors propagate after the rollback. The table must exist (:func:`include.dwh.tables.create_all`).
+    """
+    if max_errors < 1:
+        raise ValueError(f"max_errors must be positive, got {max_errors}")
+    validator = RowValidator(table)
+    loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    errors: list[RowError] = []
+
+    def valid_rows() -> Iterator[tuple[Params, int]]:
+        for index, row in enumerate(rows):
+            try:
+                values, size = validator.check(index, row)
+            except ValidationError as exc:
+                errors.extend(exc.errors)
+            else:
+                size += FIXED_VALUE_BYTES  # loaded_at
+                if size > max_bytes:
+                    message = f"is {size} bytes as parameters; one INSERT may carry at most {max_bytes} bytes"
+                    errors.append(RowError(index, None, message))
+                elif not errors:  # after the first error nothing more is written: only validate
+                    values["loaded_at"] = loaded_at
+                    yield values, size
+            if len(errors) >= max_errors:
+                return  # enough to act on: the rest of the input is not even read
+
+    inserted: list[int] = []
+    batches = 0
+    with contextlib.ExitStack() as stack:
+        insert: Callable[[list[Params]], list[int]] | None = None
+        for chunk in chunk_rows(valid_rows(), max_rows, max_bytes):
+            if errors:
+                continue
+            if insert is None:  # connect only once there is something valid to write
+                conn = stack.enter_context(engine.begin())
+                insert = _inserter(conn, table, (*validator.columns, "loaded_at"))
+            inserted.extend(insert(chunk))
+            batches += 1
+        if errors:
+            raise ValidationError(errors[:max_errors], truncated=len(errors) >= max_errors)
+    return WriteResult(inserted, len(inserted), batches)
+
+
+def _inserter(
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str]
+) -> Callable[[list[Params]], list[int]]:
+    """A function writing one chunk (rows keyed by ``columns``, in that order) with one INSERT and
+    returning the new ids in input order."""
+    dialect, driver = conn.dialect.name, conn.dialect.driver
+    if dialect == "mysql":
+        return _mysql_inserter(conn, table, columns)
+    if dialect == "postgresql" and driver == "psycopg":
+        return _psycopg_inserter(conn, table, columns)
+    if dialect == "postgresql":
+        # SQLAlchemy's INSERT ... SELECT ... ORDER BY sentinel: ids come back in parameter order.
+        ordered = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+
+        def insert_postgresql(chunk: list[Params]) -> list[int]:
+            stmt = ordered.execution_options(insertmanyvalues_page_size=len(chunk))  # one statement
+            return list(conn.execute(stmt, chunk).scalars())
+
+        return insert_postgresql
+    if dialect == "sqlite":
+        # Asking SQLAlchemy for parameter order would make it insert row by row on SQLite.
+        unordered = sa.insert(table).returning(table.c.id)
+
+        def insert_sqlite(chunk: list[Params]) -> list[int]:
+            stmt = unordered.execution_options(insertmanyvalues_page_size=len(chunk))  # one statement
+            return sorted(conn.execute(stmt, chunk).scalars())
+
+        return insert_sqlite
+    raise ValueError(f"unsupported dialect {dialect!r}; expected sqlite, mysql or postgresql")
+
+
+def _psycopg_inserter(
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str]
+) -> Callable[[list[Params]], list[int]]:
+    """psycopg 3: ``COPY`` the chunk into a temporary table with each row's position, then
+    ``INSERT ... SELECT ... ORDER BY position RETURNING id``. PostgreSQL draws the serial ids in that
+    order, so the sorted ids are in input order (SQLAlchemy's ordered RETURNING rests on the same
+    fact). COPY is the fastest way in; multi-row INSERTs are slow here because psycopg parses every
+    one of their thousands of placeholders in Python, statement after statement."""
+    preparer = conn.dialect.identifier_preparer
+    target = preparer.format_table(table)
+    column_list = ", ".join(map(preparer.quote, columns))
+    staging = preparer.quote(f"dwh_load_{table.name}")
+    dbapi_connection = conn.connection.dbapi_connection
+    with dbapi_connection.cursor() as cursor:  # gone at the end of the transaction, whatever its end
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+            f"SELECT {column_list}, 0 AS row_position FROM {target} WITH NO DATA"
+        )
+    copy_sql = f"COPY {staging} ({column_list}, row_position) FROM STDIN"
+    insert_sql = (
+        f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {staging} "
+        f"ORDER BY row_position RETURNING {preparer.quote(table.c.id.name)}"
+    )
+
+    def insert_psycopg(chunk: list[Params]) -> list[int]:
+        with dbapi_connection.cursor() as cursor:
+            with cursor.copy(copy_sql) as copy:
+                for position, row in enumerate(chunk):
+                    copy.write_row((*row.values(), position))
+            cursor.execute(insert_sql)
+            ids = sorted(id_ for (id_,) in cursor.fetchall())
+            cursor.execute(f"TRUNCATE {staging}")
+        return ids
+
+    return insert_psycopg
+
+
+def _mysql_inserter(
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str]
+) -> Callable[[list[Params]], list[int]]:
+    """A multi-row ``INSERT ... VALUES`` built here: SQLAlchemy would hand MySQLdb an executemany,
+    which the driver splits into 64 KB statements, and only the last statement's first id is known."""
+    increment = conn.exec_driver_sql("SELECT @@auto_increment_increment").scalar_one()
+    preparer = conn.dialect.identifier_preparer
+    head = f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, columns))}) VALUES "
+    row_placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+
+    def insert_mysql(chunk: list[Params]) -> list[int]:
+        params = tuple(value for row in chunk for value in row.values())
+        result = conn.exec_driver_sql(head + ", ".join([row_placeholders] * len(chunk)), params)
+        if result.rowcount != len(chunk):
+            raise RuntimeError(f"MySQL inserted {result.rowcount} of {len(chunk)} rows into {table.name}")
+        first = result.lastrowid
+        return [first + k * increment for k in range(len(chunk))]
+
+    return insert_mysql
+
+
+def read_rows(
+    engine: sa.Engine,
+    table: sa.Table,
+    limit: int = DEFAULT_READ_LIMIT,
+    offset: int = 0,
+    *,
+    max_limit: int = MAX_READ_LIMIT,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of ``table`` in id order, as JSON-ready dicts, and the table's total row count.
+
+    Timestamps become ISO 8601 text (UTC, no offset) and JSON columns their objects again, so a row
+    read here can be posted back unchanged (minus ``id`` and ``loaded_at``).
+    """
+    if not 1 <= limit <= max_limit:
+        raise ValueError(f"limit must be between 1 and {max_limit}, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, got {offset}")
+    json_columns = {column.name for column in table.columns if column.info.get("json")}
+    page = sa.select(table).order_by(table.c.id).limit(limit).offset(offset)
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        rows = [
+            {name: _json_safe(value, name in json_columns) for name, value in row.items()}
+            for row in conn.execute(page).mappings()
+        ]
+    return rows, count
+
+
+def _json_safe(value: Any, is_json: bool) -> Any:
+    if value is None:
+        return None
+    if is_json:
+        return json.loads(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,271 @@
+"""What a row must look like to be written to a DWH table, derived from the table's columns.
+
+The rules are read off the SQLAlchemy columns (:func:`column_rules`), so a column added to
+:mod:`include.dwh.tables` is validated the moment it exists: ``nullable=False`` makes a field
+required, ``String(n)`` caps its length in characters (as VARCHAR(n) does on MySQL and PostgreSQL),
+integer columns bound their range, ``info["json"]`` text columns take JSON objects.
+
+Validation is strict on purpose: a string where a number belongs, an unknown field or an
+unparseable timestamp is the caller's bug, reported with the row index and field name, never
+coerced or dropped. Checked values come back converted for the database (timestamps as naive UTC
+datetimes, JSON objects as compact text) together with their size in bytes, which the batch writer
+uses to bound its batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from include.dwh.tables import SERVER_COLUMNS, writable_columns
+
+Kind = Literal["string", "integer", "number", "boolean", "timestamp", "json"]
+
+#: Bytes counted for a number, boolean or timestamp: its width as a bound parameter.
+FIXED_VALUE_BYTES = 8
+_INT_RANGES = {sa.BigInteger: (-(2**63), 2**63 - 1), sa.Integer: (-(2**31), 2**31 - 1)}
+_SHOWN_CHARS = 40  # how much of a bad value an error message repeats
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnRule:
+    """What one writable column accepts. ``max_length`` counts characters; ``None``: unbounded."""
+
+    name: str
+    kind: Kind
+    required: bool
+    max_length: int | None = None
+    min_value: int | None = None
+    max_value: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem in the input: ``row`` is the 0-based index in the request's ``data`` list."""
+
+    row: int
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "field": self.field, "message": self.message}
+
+
+class ValidationError(ValueError):
+    """Rows that cannot be written; nothing was written.
+
+    ``truncated``: validation stopped at the error limit, so rows after the last error were not checked.
+    """
+
+    def __init__(self, errors: Sequence[RowError], *, truncated: bool = False) -> None:
+        self.errors = list(errors)
+        self.truncated = truncated
+        first = self.errors[0]
+        where = f"row {first.row}" + (f", field {first.field!r}" if first.field else "")
+        notes = []
+        if more := len(self.errors) - 1:
+            notes.append(f"{more} more error{'s' if more > 1 else ''}")
+        if truncated:
+            notes.append(f"rows after row {self.errors[-1].row} not checked")
+        super().__init__(f"{where}: {first.message}" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
+class _Invalid(ValueError):
+    """A value a checker refuses; the message says why, without the field name."""
+
+
+def _kind(column: sa.Column) -> Kind:
+    column_type = column.type
+    if column.info.get("json"):
+        return "json"
+    if isinstance(column_type, sa.Boolean):
+        return "boolean"
+    if isinstance(column_type, sa.Integer):
+        return "integer"
+    if isinstance(column_type, sa.Float):
+        return "number"
+    if isinstance(column_type, sa.DateTime):
+        return "timestamp"
+    if isinstance(column_type, sa.String):
+        return "string"
+    raise TypeError(f"column {column.table.name}.{column.name}: no validation rule for {column_type!r}")
+
+
+def _rule(column: sa.Column) -> ColumnRule:
+    kind = _kind(column)
+    low = high = None
+    if kind == "integer":
+        low, high = next(r for t, r in _INT_RANGES.items() if isinstance(column.type, t))
+    length = getattr(column.type, "length", None) if kind == "string" else None
+    return ColumnRule(column.name, kind, not column.nullable, length, low, high)
+
+
+@functools.cache
+def column_rules(table: sa.Table) -> Mapping[str, ColumnRule]:
+    """The rules of ``table``'s writable columns, in table order."""
+    return {column.name: _rule(column) for column in writable_columns(table)}
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "...")
+
+
+def _utf8_size(text: str) -> int:
+    """Encoded size; ``isascii`` is O(1) in CPython, so plain ASCII text is never re-encoded."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _Invalid("contains an unpaired UTF-16 surrogate, which is not valid Unicode text") from None
+
+
+def _string_checker(rule: ColumnRule) -> Callable[[Any], tuple[Any, int]]:
+    max_length = rule.max_length
+
+    def check(value: Any) -> tuple[Any, int]:
+        if type(value) is not str:
+            raise _Invalid(f"expected a string, got {json_type_name(value)}")
+        if max_length is not None and len(value) > max_length:
+            raise _Invalid(f"is {len(value)} characters long; at most {max_length} are allowed")
+        if "\x00" in value:  # PostgreSQL refuses NUL in text; keep the tables portable
+            raise _Invalid("contains a NUL character")
+        return value, _utf8_size(value)
+
+    return check
+
+
+def _integer_checker(rule: ColumnRule) -> Callable[[Any], tuple[Any, int]]:
+    low, high = rule.min_value, rule.max_value
+
+    def check(value: Any) -> tuple[Any, int]:
+        if type(value) is not int:
+            raise _Invalid(f"expected an integer, got {json_type_name(value)}")
+        if not low <= value <= high:
+            raise _Invalid(f"{value} is out of range [{low}, {high}]")
+        return value, FIXED_VALUE_BYTES
+
+    return check
+
+
+def _check_number(value: Any) -> tuple[Any, int]:
+    if type(value) is not float and type(value) is not int:
+        raise _Invalid(f"expected a number, got {json_type_name(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _Invalid("is too large for a double-precision number") from None
+    if not math.isfinite(number):
+        raise _Invalid("expected a finite number")
+    return number, FIXED_VALUE_BYTES
+
+
+def _check_boolean(value: Any) -> tuple[Any, int]:
+    if type(value) is not bool:
+        raise _Invalid(f"expected true or false, got {json_type_name(value)}")
+    return value, FIXED_VALUE_BYTES
+
+
+def _check_timestamp(value: Any) -> tuple[Any, int]:
+    """ISO 8601 text, as Amplitude exports it (``2024-02-01 10:00:00.123456``); an offset converts to UTC."""
+    if type(value) is not str:
+        raise _Invalid(f"expected an ISO 8601 timestamp string, got {json_type_name(value)}")
+    try:
+        timestamp = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise _Invalid(f"{_shown(value)} is not an ISO 8601 timestamp") from None
+    if timestamp.tzinfo is not None:
+        timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
+    return timestamp, FIXED_VALUE_BYTES
+
+
+def _check_json(value: Any) -> tuple[Any, int]:
+    if type(value) is not dict:
+        raise _Invalid(f"expected a JSON object, got {json_type_name(value)}")
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise _Invalid("contains NaN or Infinity, which JSON cannot represent") from None
+    return text, _utf8_size(text)
+
+
+_CHECKERS: dict[Kind, Callable[[ColumnRule], Callable[[Any], tuple[Any, int]]]] = {
+    "string": _string_checker,
+    "integer": _integer_checker,
+    "number": lambda _rule: _check_number,
+    "boolean": lambda _rule: _check_boolean,
+    "timestamp": lambda _rule: _check_timestamp,
+    "json": lambda _rule: _check_json,
+}
+
+
+def json_type_name(value: Any) -> str:
+    """How a decoded JSON value is named in error messages: ``null``, ``a number``, ``an array``, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class RowValidator:
+    """Checks rows for one table and converts them into database parameters.
+
+    Built once per write; :meth:`check` runs once per row, so the per-column checkers are resolved
+    up front and the hot loop does one dictionary lookup and one call per field.
+    """
+
+    def __init__(self, table: sa.Table) -> None:
+        rules = column_rules(table)
+        self.columns: tuple[str, ...] = tuple(rules)
+        self._required = tuple(name for name, rule in rules.items() if rule.required)
+        self._checkers = {name: _CHECKERS[rule.kind](rule) for name, rule in rules.items()}
+
+    def check(self, index: int, row: Any) -> tuple[dict[str, Any], int]:
+        """Return the row's values for every writable column (``None`` when absent) and their size in
+        bytes; raise :class:`ValidationError` listing every problem of the row."""
+        if type(row) is not dict:
+            raise ValidationError(
+                [RowError(index, None, f"expected a JSON object, got {json_type_name(row)}")]
+            )
+        values: dict[str, Any] = dict.fromkeys(self.columns)
+        size = 0
+        errors: list[RowError] = []
+        checkers = self._checkers
+        for name, value in row.items():
+            checker = checkers.get(name)
+            if checker is None:
+                why = (
+                    "is set when the row is written"
+                    if name in SERVER_COLUMNS
+                    else "is not a column of this table"
+                )
+                errors.append(RowError(index, name, why))
+            elif value is not None:
+                try:
+                    values[name], value_size = checker(value)
+                except _Invalid as exc:
+                    errors.append(RowError(index, name, str(exc)))
+                else:
+                    size += value_size
+        for name in self._required:
+            if row.get(name) is None:
+                errors.append(RowError(index, name, "is required"))
+        if errors:
+            raise ValidationError(errors)
+        return values, size

@@ -1,0 +1,117 @@
+"""The DWH helper's HTTP API: the parent blueprint ``/dwh-helper``, its children, and a plain Flask app.
+
+Inside Airflow (with the FAB provider) the plugin lists :data:`api` in ``flask_blueprints`` and it
+answers under ``/pluginsv2/dwh-helper/...``; registering it installs :meth:`Services.from_airflow`
+in the host app. :func:`create_app` serves the same blueprint from a plain Flask app, with the
+``Services`` a test or a local run hands it.
+
+Every route of every child shares what the parent sets up: the :func:`authenticate` hook, the
+request-size limit, and JSON errors ``{"error": ..., "detail": ...}`` with the right status.
+
+Adding an endpoint group (``/s3``, ``/appmetrica``, ``/amplitude``)::
+
+    # dwh_helper/s3_blueprint.py
+    s3 = Blueprint("s3", __name__, url_prefix="/s3")
+
+    @s3.get("/objects")
+    def list_objects():
+        client = services().s3()   # dwh_helper.services.services
+        ...
+
+    # here, next to the /dwh line below
+    api.register_blueprint(s3)
+
+Children must be registered here, at import time: Flask refuses new children once the parent has
+been registered on an app.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from dwh_helper.dwh_blueprint import dwh
+from dwh_helper.services import EXTENSION_KEY, ServiceNotConfigured, Services, services
+
+log = logging.getLogger(__name__)
+
+_DB_ERROR_DETAIL_CHARS = 500
+
+api = Blueprint("dwh_helper", __name__, url_prefix="/dwh-helper")
+api.register_blueprint(dwh)
+
+
+@api.record_once
+def _install_services(state: BlueprintSetupState) -> None:
+    """Give a host app without DWH helper services (Airflow's) the ones built from Airflow itself."""
+    state.app.extensions.setdefault(EXTENSION_KEY, Services.from_airflow())
+
+
+@api.before_request
+def authenticate() -> None:
+    """Hook point for authentication; runs first, before every request to every child blueprint.
+
+    Airflow checks nothing under ``/pluginsv2``, so the plugin must validate Airflow's JWT itself
+    (``Authorization: Bearer`` or the UI's ``_token`` cookie) and raise ``Unauthorized`` /
+    ``Forbidden``, which the error handlers turn into JSON 401 / 403. Until that is plugged in here,
+    the API is open to anyone who can reach the API server.
+    """
+
+
+@api.before_request
+def limit_request_body() -> None:
+    """Refuse a body over ``max_request_bytes`` by its ``Content-Length``, before anything reads it;
+    and make Werkzeug's own readers (form parsing, ``request.stream``) enforce the limit too. Views
+    read raw bodies with :func:`dwh_helper.services.read_body`, which also bounds chunked bodies."""
+    limit = services().settings.max_request_bytes
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(
+            f"The body has {request.content_length} bytes; at most {limit} are accepted."
+        )
+
+
+def json_error(exc: HTTPException) -> tuple[Response, int]:
+    """Any HTTP error as ``{"error": <status phrase>, "detail": <what went wrong>}``."""
+    response = jsonify(error=exc.name, detail=exc.description)
+    for name, value in exc.get_headers():  # Allow (405), WWW-Authenticate (401), Retry-After, ...
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, exc.code or 500
+
+
+def _not_configured(exc: ServiceNotConfigured) -> tuple[Response, int]:
+    return jsonify(error="Service Unavailable", detail=str(exc)), 503
+
+
+def _database_error(exc: sa.exc.SQLAlchemyError) -> tuple[Response, int]:
+    log.exception("DWH helper: database error")
+    # The driver's own message only: SQLAlchemy's would repeat the statement and every parameter.
+    detail = str(getattr(exc, "orig", None) or type(exc).__name__)[:_DB_ERROR_DETAIL_CHARS]
+    return jsonify(error="Database Error", detail=detail), 500
+
+
+def _internal_error(exc: Exception) -> tuple[Response, int]:
+    log.exception("DWH helper: unhandled error")
+    return jsonify(error="Internal Server Error", detail="The error was logged by the server."), 500
+
+
+api.register_error_handler(HTTPException, json_error)
+api.register_error_handler(ServiceNotConfigured, _not_configured)
+api.register_error_handler(sa.exc.SQLAlchemyError, _database_error)
+api.register_error_handler(Exception, _internal_error)
+
+
+def create_app(dwh_services: Services | None = None) -> Flask:
+    """A plain Flask app serving :data:`api` with ``dwh_services`` (default: connection ``dwh_db``
+    and default settings, no Airflow Variables). Paths outside the blueprint's routes (unknown URLs,
+    wrong methods) answer JSON as well."""
+    app = Flask(__name__)
+    app.extensions[EXTENSION_KEY] = dwh_services or Services()
+    app.register_blueprint(api)
+    app.register_error_handler(HTTPException, json_error)
+    return app

@@ -1,0 +1,189 @@
+"""``/dwh/<table>``: read and append rows of the seven DWH tables, as the DWH Helper did.
+
+``GET /dwh/<table>?limit=100&offset=0`` -> ``200 {"rows": [...], "count": <rows in the table>}``,
+rows in id order, timestamps as ISO 8601 UTC text, JSON columns as objects. ``limit`` defaults to
+``default_read_limit`` (100) and may not exceed ``max_read_limit`` (1000); a bad ``limit`` or
+``offset`` gives 400 naming it.
+
+``POST /dwh/<table>`` with ``{"data": [{...}, ...]}`` -> ``201 {"inserted_ids", "count", "batches"}``
+(201: the rows are new resources, and the ids say which). All rows or none are written; invalid rows
+give ``422 {"error": "validation failed", "detail", "errors": [{"row", "field", "message"}, ...],
+"truncated"}``. A body that is not a JSON object with a non-empty ``data`` list (and nothing else)
+gives 400, another content type than JSON 415, an unknown table 404.
+
+``<table>`` is a slug of :data:`include.dwh.tables.TABLES` (``events-part``, ``mobile-devices``,
+``permanent-user-properties``, ``technical-data``, ``event-properties``, ``user-properties``,
+``user-locations``).
+
+A large body is read once (bounded by ``max_request_bytes``), decoded once, and then parsed one row
+at a time while the batch writer consumes it, so memory holds the body's text and one chunk of rows
+instead of every row as a Python object (which takes several times the size of its JSON).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
+
+from dwh_helper.services import read_body, services
+from include.dwh.batch_writer import read_rows, write_rows
+from include.dwh.tables import TABLES
+from include.dwh.validation import ValidationError, json_type_name
+
+dwh = Blueprint("dwh", __name__, url_prefix="/dwh")
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+_BODY_SHAPE = 'The body must be a JSON object {"data": [row, ...]}.'
+_END = object()
+
+
+class BodyError(ValueError):
+    """The request body is not valid JSON or not shaped ``{"data": [...]}``; nothing was written."""
+
+
+@dwh.get("/<slug>")
+def list_rows(slug: str) -> Response:
+    table = _table(slug)
+    settings = services().settings
+    limit = _int_arg("limit", settings.default_read_limit, 1, settings.max_read_limit)
+    offset = _int_arg("offset", 0, 0, None)
+    rows, count = read_rows(services().dwh_engine(), table, limit, offset, max_limit=settings.max_read_limit)
+    return _json({"rows": rows, "count": count})
+
+
+@dwh.post("/<slug>")
+def insert_rows(slug: str) -> Response:
+    table = _table(slug)
+    settings = services().settings
+    try:
+        rows = data_rows(_body_text())
+        first = next(rows, _END)
+        if first is _END:
+            raise BodyError("The data list is empty: send at least one row.")
+        result = write_rows(
+            services().dwh_engine(),
+            table,
+            itertools.chain([first], rows),
+            max_rows=settings.max_rows_per_insert,
+            max_bytes=settings.max_write_batch_bytes,
+        )
+    except BodyError as exc:
+        raise BadRequest(str(exc)) from None
+    except ValidationError as exc:
+        body = {
+            "error": "validation failed",
+            "detail": str(exc),
+            "errors": [error.as_dict() for error in exc.errors],
+            "truncated": exc.truncated,
+        }
+        return _json(body, 422)
+    return _json({"inserted_ids": result.inserted_ids, "count": result.count, "batches": result.batches}, 201)
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    """A JSON response with keys in the order given (rows keep their table's column order), whatever
+    JSON settings the host app has."""
+    return current_app.response_class(
+        json.dumps(body, ensure_ascii=False), status, mimetype="application/json"
+    )
+
+
+def _table(slug: str) -> sa.Table:
+    table = TABLES.get(slug)
+    if table is None:
+        raise NotFound(f"Unknown table {slug!r}; the tables are {', '.join(TABLES)}.")
+    return table
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int | None) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"Query parameter {name!r} must be an integer, got {raw!r}.") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise BadRequest(f"Query parameter {name!r} must be {bounds}, got {value}.")
+    return value
+
+
+def _body_text() -> str:
+    """The whole body as text; its bytes are released as soon as they are decoded."""
+    if not request.is_json:
+        raise UnsupportedMediaType("Send the rows as application/json.")
+    try:
+        return read_body().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"The body is not UTF-8 text (byte {exc.start}: {exc.reason}).") from None
+
+
+def data_rows(text: str) -> Iterator[Any]:
+    """Yield the elements of the body's ``data`` list one at a time, as they are parsed.
+
+    Raises :class:`BodyError` (when the iteration reaches the problem) for invalid JSON or another
+    shape than ``{"data": [...]}``; other keys are refused too, as fields of a row are. The elements
+    themselves are not checked here: that is the batch writer's validation, with row numbers.
+    """
+    pos = _skip(text, 0)
+    if not text.startswith("{", pos):
+        raise BodyError(_BODY_SHAPE)
+    pos = _skip(text, pos + 1)
+    if text.startswith("}", pos):
+        raise BodyError(_BODY_SHAPE)
+    if not text.startswith('"', pos):
+        raise BodyError(_invalid("Expecting property name enclosed in double quotes", text, pos))
+    key, pos = _value(text, pos)
+    if key != "data":
+        raise BodyError(f"Unexpected key {key!r}. {_BODY_SHAPE}")
+    pos = _expect(text, pos, ":")
+    if not text.startswith("[", pos):
+        value, _ = _value(text, pos)
+        raise BodyError(f"data must be a list of rows, got {json_type_name(value)}.")
+    pos = _skip(text, pos + 1)
+    if not text.startswith("]", pos):
+        while True:
+            row, pos = _value(text, pos)
+            yield row
+            pos = _skip(text, pos)
+            if text.startswith("]", pos):
+                break
+            pos = _expect(text, pos, ",")
+    pos = _skip(text, pos + 1)
+    if not text.startswith("}", pos):
+        raise BodyError(_invalid("Expecting '}' (data must be the only key)", text, pos))
+    pos = _skip(text, pos + 1)
+    if pos != len(text):
+        raise BodyError(_invalid("Extra data", text, pos))
+
+
+def _skip(text: str, pos: int) -> int:
+    return _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty string
+
+
+def _expect(text: str, pos: int, char: str) -> int:
+    pos = _skip(text, pos)
+    if not text.startswith(char, pos):
+        raise BodyError(_invalid(f"Expecting {char!r}", text, pos))
+    return _skip(text, pos + 1)
+
+
+def _value(text: str, pos: int) -> tuple[Any, int]:
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        raise BodyError(f"The body is not valid JSON: {exc}.") from None
+
+
+def _invalid(message: str, text: str, pos: int) -> str:
+    """The message json itself would give: what was expected, line, column and character offset."""
+    return f"The body is not valid JSON: {json.JSONDecodeError(message, text, pos)}."

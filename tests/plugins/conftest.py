@@ -1,0 +1,88 @@
+"""Fixtures for the dwh_helper plugin: its Flask app served over real HTTP, on throwaway databases.
+
+``serve`` works for any Flask app, so every endpoint group's tests go through real sockets::
+
+    def test_something(serve, sqlite_dwh_engine):
+        app = create_app(Services(dwh_engine=sqlite_dwh_engine, s3=lambda conn_id: fake_s3))
+        base = serve(app)
+        httpx.get(f"{base}/dwh-helper/s3/objects")
+
+``dwh_engine`` runs a test on SQLite, MariaDB and PostgreSQL in turn; ``dwh_api`` serves the app
+on an engine with chosen settings and returns the base URL of its ``/dwh-helper`` routes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from include.common.db import engine_for
+from include.dwh.tables import create_all
+
+# Airflow puts its plugins folder on sys.path; do the same so `dwh_helper` imports as it does there.
+PLUGINS_DIR = str(Path(__file__).resolve().parents[2] / "plugins")
+if PLUGINS_DIR not in sys.path:
+    sys.path.append(PLUGINS_DIR)
+
+from dwh_helper.app import api, create_app  # noqa: E402
+from dwh_helper.services import Services, Settings  # noqa: E402
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Flask], str]]:
+    """Factory: serve a Flask app on 127.0.0.1 (free port, a thread per request) and return its
+    base URL, ``http://127.0.0.1:<port>``. Servers stop when the test ends."""
+    running: list[tuple[BaseWSGIServer, threading.Thread]] = []
+
+    def start(app: Flask) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-http-server", daemon=True
+        )
+        thread.start()
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def _engine(register: Callable[[str], str]) -> Iterator[sa.Engine]:
+    engine = engine_for(register("dwh_db"))
+    create_all(engine)  # the app would create them on first use; tests look before that
+    yield engine
+    engine.dispose()  # before the throwaway database is dropped
+
+
+@pytest.fixture
+def dwh_engine(any_db_conn) -> Iterator[sa.Engine]:
+    """An engine on a new database with empty DWH tables: SQLite, MariaDB and PostgreSQL in turn."""
+    yield from _engine(any_db_conn)
+
+
+@pytest.fixture
+def sqlite_dwh_engine(sqlite_conn) -> Iterator[sa.Engine]:
+    """An engine on a new SQLite file with empty DWH tables, for what does not depend on the database."""
+    yield from _engine(sqlite_conn)
+
+
+@pytest.fixture
+def dwh_api(serve) -> Callable[..., str]:
+    """Factory: serve ``create_app`` on ``engine`` with ``Settings(**settings)`` and return the base
+    URL of the blueprint, ``http://127.0.0.1:<port>/dwh-helper``."""
+
+    def start(engine: sa.Engine, **settings: int) -> str:
+        app = create_app(Services(settings=Settings(**settings), dwh_engine=engine))
+        return serve(app) + api.url_prefix
+
+    return start

@@ -1,0 +1,283 @@
+"""The DWH batch writer's chunking arithmetic and the row rules derived from the tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from include.dwh.batch_writer import chunk_rows, read_rows, write_rows
+from include.dwh.tables import (
+    TABLES,
+    create_all,
+    events_part,
+    mobile_devices,
+    permanent_user_properties,
+    row_from_event,
+    technical_data,
+    tmp_event_properties,
+    user_locations,
+)
+from include.dwh.validation import ColumnRule, RowError, RowValidator, ValidationError, column_rules
+
+# --------------------------------------------------------------------------------------- chunking
+
+
+def chunks(sizes: list[int], max_rows: int, max_bytes: int) -> list[list[int]]:
+    """Chunk rows named by their index, of the given sizes."""
+    return list(chunk_rows([(index, size) for index, size in enumerate(sizes)], max_rows, max_bytes))
+
+
+def test_rows_limit_closes_chunks():
+    assert chunks([1] * 7, max_rows=3, max_bytes=1000) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_bytes_limit_closes_chunks_before_the_row_that_would_overflow():
+    assert chunks([40, 40, 30, 50, 10], max_rows=100, max_bytes=100) == [[0, 1], [2, 3, 4]]
+
+
+def test_a_chunk_may_fill_both_limits_exactly():
+    assert chunks([25, 25, 25, 25, 1], max_rows=4, max_bytes=100) == [[0, 1, 2, 3], [4]]
+
+
+def test_whichever_limit_comes_first_wins():
+    assert chunks([10] * 6, max_rows=2, max_bytes=1000) == [[0, 1], [2, 3], [4, 5]]
+    assert chunks([10] * 6, max_rows=1000, max_bytes=25) == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_an_oversized_row_gets_a_chunk_of_its_own():
+    assert chunks([10, 500, 10], max_rows=10, max_bytes=100) == [[0], [1], [2]]
+
+
+def test_no_rows_no_chunks():
+    assert chunks([], max_rows=10, max_bytes=100) == []
+
+
+@pytest.mark.parametrize(("max_rows", "max_bytes"), [(0, 100), (10, 0)])
+def test_limits_must_be_positive(max_rows, max_bytes):
+    with pytest.raises(ValueError, match="must be positive"):
+        chunks([1], max_rows, max_bytes)
+
+
+# ------------------------------------------------------------------------------ rules from tables
+
+
+def test_rules_are_read_off_the_columns():
+    rules = column_rules(events_part)
+
+    assert rules["uuid"] == ColumnRule("uuid", "string", required=True, max_length=36)
+    assert rules["event_time"] == ColumnRule("event_time", "timestamp", required=True)
+    assert rules["session_id"] == ColumnRule("session_id", "integer", False, None, -(2**63), 2**63 - 1)
+    assert column_rules(technical_data)["schema_version"].max_value == 2**31 - 1
+    assert column_rules(technical_data)["data"].kind == "json"
+    assert column_rules(tmp_event_properties)["event_properties"].required
+    assert column_rules(permanent_user_properties)["paying"].kind == "boolean"
+    assert column_rules(user_locations)["location_lat"].kind == "number"
+    assert column_rules(user_locations)["ip_address"].max_length == 45
+
+
+def test_every_client_column_of_every_table_has_a_rule_and_server_columns_have_none():
+    for table in TABLES.values():
+        names = [column.name for column in table.columns]
+        assert names[0] == "id" and names[-1] == "loaded_at", table.name
+        assert list(column_rules(table)) == names[1:-1]
+
+
+def test_an_event_is_split_by_source_field_names():
+    event = {"uuid": "u", "$insert_id": "i-1", "$schema": 12, "device_carrier": "Vivo", "device_id": "d"}
+
+    assert row_from_event(technical_data, event)["insert_id"] == "i-1"
+    assert row_from_event(technical_data, event)["schema_version"] == 12
+    device = row_from_event(mobile_devices, event)
+    assert device["carrier"] == "Vivo" and device["device_id"] == "d" and device["idfa"] is None
+    assert set(device) == set(column_rules(mobile_devices))
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+def check(table: sa.Table, row: Any) -> tuple[dict[str, Any], int]:
+    return RowValidator(table).check(7, row)
+
+
+def errors_of(table: sa.Table, row: Any) -> list[tuple[str | None, str]]:
+    with pytest.raises(ValidationError) as caught:
+        check(table, row)
+    assert {error.row for error in caught.value.errors} == {7}
+    return [(error.field, error.message) for error in caught.value.errors]
+
+
+def test_a_valid_row_is_converted_for_the_database_and_sized():
+    values, size = check(
+        technical_data,
+        {
+            "uuid": "ü-1",  # 4 bytes in UTF-8
+            "app": 123,
+            "sample_rate": 1,
+            "is_attribution_event": True,
+            "processed_time": "2024-02-01T12:30:00.5+02:00",
+            "data": {"k": "Ж"},
+        },
+    )
+
+    assert values["processed_time"] == dt.datetime(2024, 2, 1, 10, 30, 0, 500000)  # UTC, naive
+    assert values["sample_rate"] == 1.0 and isinstance(values["sample_rate"], float)
+    assert values["data"] == '{"k":"Ж"}'
+    assert values["insert_id"] is None and list(values) == list(column_rules(technical_data))
+    assert size == 4 + 8 + 8 + 8 + 8 + len('{"k":"Ж"}'.encode())
+
+
+def test_amplitude_timestamps_parse_naive_as_utc():
+    values, _ = check(
+        tmp_event_properties, {"uuid": "u", "event_properties": {}, "event_time": "2024-02-01 10:00:00.123"}
+    )
+
+    assert values["event_time"] == dt.datetime(2024, 2, 1, 10, 0, 0, 123000)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("uuid", 12, "expected a string, got a number"),
+        ("uuid", "x" * 37, "is 37 characters long; at most 36 are allowed"),
+        ("uuid", "a\x00b", "contains a NUL character"),
+        ("uuid", "\ud800", "unpaired UTF-16 surrogate"),
+        ("event_time", "2024-13-01", "'2024-13-01' is not an ISO 8601 timestamp"),
+        ("event_time", 1706781600000, "expected an ISO 8601 timestamp string, got a number"),
+        ("event_type", None, "is required"),
+        ("amplitude_id", "42", "expected an integer, got a string"),
+        ("amplitude_id", True, "expected an integer, got a boolean"),
+        ("amplitude_id", 4.0, "expected an integer, got a number"),
+        ("amplitude_id", 2**63, "is out of range"),
+        ("colour", "red", "is not a column of this table"),
+        ("id", 1, "is set when the row is written"),
+        ("loaded_at", "2024-01-01", "is set when the row is written"),
+    ],
+)
+def test_each_bad_value_is_named(field, value, message):
+    row = {"uuid": "u", "event_type": "open", "event_time": "2024-02-01 10:00:00", field: value}
+
+    [(bad_field, bad_message)] = errors_of(events_part, row)
+
+    assert bad_field == field and message in bad_message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("location_lat", float("nan"), "expected a finite number"),
+        ("location_lat", 10**400, "too large for a double-precision number"),
+        ("location_lng", "1.5", "expected a number, got a string"),
+    ],
+)
+def test_numbers_must_be_finite_doubles(field, value, message):
+    [(bad_field, bad_message)] = errors_of(user_locations, {"uuid": "u", field: value})
+
+    assert bad_field == field and message in bad_message
+
+
+def test_json_columns_take_objects_that_json_can_represent():
+    assert errors_of(tmp_event_properties, {"uuid": "u", "event_properties": [1]}) == [
+        ("event_properties", "expected a JSON object, got an array")
+    ]
+    assert errors_of(tmp_event_properties, {"uuid": "u", "event_properties": {"x": float("inf")}}) == [
+        ("event_properties", "contains NaN or Infinity, which JSON cannot represent")
+    ]
+    assert errors_of(permanent_user_properties, {"amplitude_id": 1, "paying": "yes"}) == [
+        ("paying", "expected true or false, got a string")
+    ]
+
+
+def test_all_problems_of_a_row_are_reported_together():
+    assert errors_of(events_part, {"uuid": None, "event_time": "soon", "extra": 1}) == [
+        ("event_time", "'soon' is not an ISO 8601 timestamp"),
+        ("extra", "is not a column of this table"),
+        ("uuid", "is required"),
+        ("event_type", "is required"),
+    ]
+
+
+def test_a_row_must_be_an_object():
+    assert errors_of(events_part, ["u", "open"]) == [(None, "expected a JSON object, got an array")]
+
+
+def test_validation_error_summarises_the_first_error():
+    error = ValidationError([RowError(3, "uuid", "is required"), RowError(9, None, "expected a JSON object")])
+
+    assert str(error) == "row 3, field 'uuid': is required (1 more error)"
+    truncated = ValidationError([RowError(0, None, "bad"), RowError(5, "x", "bad")], truncated=True)
+    assert str(truncated) == "row 0: bad (1 more error; rows after row 5 not checked)"
+
+
+# ------------------------------------------------------------------------------- writing, reading
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dwh.sqlite'}")
+    create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def stored(engine: sa.Engine, table: sa.Table) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(sa.select(table).order_by(table.c.id)).mappings()]
+
+
+def test_write_counts_batches_and_returns_ids_in_input_order(engine):
+    rows = [{"uuid": f"u-{i}", "event_properties": {"i": i}} for i in range(5)]
+
+    result = write_rows(engine, tmp_event_properties, iter(rows), max_rows=2)
+
+    assert (result.count, result.batches) == (5, 3)
+    assert result.inserted_ids == [row["id"] for row in stored(engine, tmp_event_properties)]
+    assert [row["uuid"] for row in stored(engine, tmp_event_properties)] == [f"u-{i}" for i in range(5)]
+
+
+def test_errors_are_collected_up_to_the_limit_and_nothing_is_written(engine):
+    rows = [{"uuid": f"u-{i}", "event_properties": {}} for i in range(4)] + [{"uuid": i} for i in range(10)]
+
+    with pytest.raises(ValidationError) as caught:
+        write_rows(engine, tmp_event_properties, rows, max_rows=2, max_errors=6)
+
+    assert len(caught.value.errors) == 6 and caught.value.truncated
+    assert caught.value.errors[:2] == [
+        RowError(4, "uuid", "expected a string, got a number"),
+        RowError(4, "event_properties", "is required"),
+    ]
+    assert stored(engine, tmp_event_properties) == []
+
+
+def test_the_byte_limit_counts_loaded_at_and_rejects_rows_that_cannot_fit(engine):
+    fits = {"uuid": "u", "event_properties": {}}  # 1 + 2 + 8 (loaded_at) = 11 bytes
+    too_big = {"uuid": "uu", "event_properties": {}}  # 12 bytes
+
+    assert write_rows(engine, tmp_event_properties, [fits, fits], max_bytes=11).batches == 2
+    with pytest.raises(
+        ValidationError, match="row 1: is 12 bytes as parameters; one INSERT may carry at most 11 bytes"
+    ):
+        write_rows(engine, tmp_event_properties, [fits, too_big], max_bytes=11)
+
+
+def test_invalid_input_never_opens_a_connection():
+    unreachable = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+
+    with pytest.raises(ValidationError):
+        write_rows(unreachable, events_part, [{"uuid": 1}])
+
+
+def test_read_rows_bounds_limit_and_offset(engine):
+    write_rows(
+        engine, tmp_event_properties, [{"uuid": f"u-{i}", "event_properties": {"i": i}} for i in range(3)]
+    )
+
+    rows, count = read_rows(engine, tmp_event_properties, limit=2, offset=1)
+
+    assert count == 3 and [row["event_properties"] for row in rows] == [{"i": 1}, {"i": 2}]
+    assert isinstance(rows[0]["loaded_at"], str)
+    for limit, offset in [(0, 0), (1001, 0), (1, -1)]:
+        with pytest.raises(ValueError):
+            read_rows(engine, tmp_event_properties, limit, offset)
