@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo test lint format airflow callio-sandbox bench settings import-env lock clean
+.PHONY: setup demo test lint format airflow callio-sandbox dwh-sandbox bench settings import-env lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,9 @@ airflow: setup  ## airflow standalone with the embedded defaults; UNPAUSE=1 unpa
 
 callio-sandbox: setup  ## serve the Callio simulator on :18765 (the default callio_api) for `make airflow`
 	@$(ENV) python -m include.sandbox.callio_api --port 18765 --tenants 3 --customers 2000 --calls 5000
+
+dwh-sandbox: setup  ## serve the S3, AppMetrica and Amplitude stand-ins of the default dwh_* connections
+	@$(ENV) python -m include.sandbox.dwh_sandbox
 
 bench: setup  ## benchmarks against the local MariaDB (not part of the tests)
 	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl && python -m bench.callio
