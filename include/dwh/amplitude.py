@@ -180,11 +180,15 @@ def credentials_from(
 
 
 def load_credentials(source: str) -> AmplitudeCredentials:
-    """Read the source's connection (at run time) and register both keys with the secrets masker."""
+    """The credentials of the source's connection (:data:`CONN_IDS`), read at run time."""
+    return load_connection_credentials(CONN_IDS[validate_source(source)])
+
+
+def load_connection_credentials(conn_id: str) -> AmplitudeCredentials:
+    """Read the connection ``conn_id`` (at run time) and register both keys with the secrets masker."""
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
 
-    conn_id = CONN_IDS[validate_source(source)]
     conn = BaseHook.get_connection(conn_id)
     for secret in (conn.login, conn.password):
         if secret:

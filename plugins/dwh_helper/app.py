@@ -34,7 +34,12 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from dwh_helper.amplitude_blueprint import amplitude
+from dwh_helper.appmetrica_blueprint import appmetrica
+from dwh_helper.auth import authenticate_request
+from dwh_helper.docs_blueprint import docs
 from dwh_helper.dwh_blueprint import dwh
+from dwh_helper.s3_blueprint import s3
 from dwh_helper.services import EXTENSION_KEY, ServiceNotConfigured, Services, services
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,10 @@ _DB_ERROR_DETAIL_CHARS = 500
 
 api = Blueprint("dwh_helper", __name__, url_prefix="/dwh-helper")
 api.register_blueprint(dwh)
+api.register_blueprint(docs)
+api.register_blueprint(s3)
+api.register_blueprint(appmetrica)
+api.register_blueprint(amplitude)
 
 
 @api.record_once
@@ -53,13 +62,13 @@ def _install_services(state: BlueprintSetupState) -> None:
 
 @api.before_request
 def authenticate() -> None:
-    """Hook point for authentication; runs first, before every request to every child blueprint.
+    """Authentication and authorization; runs first, before every request to every child blueprint.
 
-    Airflow checks nothing under ``/pluginsv2``, so the plugin must validate Airflow's JWT itself
-    (``Authorization: Bearer`` or the UI's ``_token`` cookie) and raise ``Unauthorized`` /
-    ``Forbidden``, which the error handlers turn into JSON 401 / 403. Until that is plugged in here,
-    the API is open to anyone who can reach the API server.
+    Airflow checks nothing under ``/pluginsv2``, so :func:`dwh_helper.auth.authenticate_request`
+    validates Airflow's JWT (``Authorization: Bearer`` or the UI's ``_token`` cookie) and raises
+    ``Unauthorized`` / ``Forbidden``, which the error handlers turn into JSON 401 / 403.
     """
+    authenticate_request()
 
 
 @api.before_request

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
-from dwh_helper.services import read_body, services
+from dwh_helper.services import MAX_OFFSET, int_arg, read_body, services
 from include.dwh.batch_writer import read_rows, write_rows
 from include.dwh.tables import TABLES
 from include.dwh.validation import ValidationError, json_type_name
@@ -53,8 +53,8 @@ class BodyError(ValueError):
 def list_rows(slug: str) -> Response:
     table = _table(slug)
     settings = services().settings
-    limit = _int_arg("limit", settings.default_read_limit, 1, settings.max_read_limit)
-    offset = _int_arg("offset", 0, 0, None)
+    limit = int_arg("limit", settings.default_read_limit, minimum=1, maximum=settings.max_read_limit)
+    offset = int_arg("offset", 0, minimum=0, maximum=MAX_OFFSET)
     rows, count = read_rows(services().dwh_engine(), table, limit, offset, max_limit=settings.max_read_limit)
     return _json({"rows": rows, "count": count})
 
@@ -101,20 +101,6 @@ def _table(slug: str) -> sa.Table:
     if table is None:
         raise NotFound(f"Unknown table {slug!r}; the tables are {', '.join(TABLES)}.")
     return table
-
-
-def _int_arg(name: str, default: int, minimum: int, maximum: int | None) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"Query parameter {name!r} must be an integer, got {raw!r}.") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise BadRequest(f"Query parameter {name!r} must be {bounds}, got {value}.")
-    return value
 
 
 def _body_text() -> str:

@@ -16,23 +16,42 @@ Airflow component, and the metadata database may not even be reachable then). Te
 :func:`dwh_helper.app.create_app`.
 
 Clients are built once per process and shared by all requests (and threads): each must be
-thread-safe, as SQLAlchemy engines and boto3 clients are.
+thread-safe, as SQLAlchemy engines and boto3 clients are. A client whose connection is missing or
+unusable is not built: its endpoints answer 503 naming the problem, and the next request tries again.
+
+The module also holds the few request and response helpers every blueprint shares
+(:func:`read_body`, :func:`required_arg`, :func:`json_response`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
+import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from flask import current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Response, current_app, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
 from include.common.db import engine_for
+from include.dwh.amplitude import AmplitudeConfigError, AmplitudeCredentials, load_connection_credentials
+from include.dwh.appmetrica import (
+    POLL_INTERVAL_RANGE,
+    POLL_TIMEOUT_RANGE,
+    AppMetricaConfigError,
+    AppMetricaSettings,
+    ExportDefinition,
+    load_definitions,
+    load_settings,
+)
+from include.dwh.s3 import S3Store, StorageError
 from include.dwh.tables import create_all
 
 EXTENSION_KEY = "dwh_helper"
@@ -56,8 +75,8 @@ class ServiceNotConfigured(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Tunables of the DWH helper, with the seed's defaults. Inside Airflow the first three can be
-    overridden by the Airflow Variables ``dwh_<name>`` (see :meth:`from_airflow_variables`)."""
+    """Tunables of the DWH helper, with the seed's defaults; inside Airflow, Airflow Variables override
+    them (see :data:`SETTING_VARIABLES` and :meth:`from_airflow_variables`)."""
 
     #: Rows per INSERT (``DWH_MAX_ROWS_PER_INSERT``).
     max_rows_per_insert: int = 1000
@@ -68,32 +87,83 @@ class Settings:
     #: Rows a ``GET /dwh/<table>`` returns without ``limit``, and the largest ``limit`` allowed.
     default_read_limit: int = 100
     max_read_limit: int = 1000
+    #: Seconds between two polls of an AppMetrica export when the request names no ``poll_interval``
+    #: (``APPMETRICA_POLL_INTERVAL_SECONDS``).
+    appmetrica_poll_interval_seconds: float = 5.0
+    #: Seconds an AppMetrica fetch waits for its export in all when the request names no
+    #: ``poll_timeout`` (``APPMETRICA_POLL_TIMEOUT_SECONDS``).
+    appmetrica_poll_timeout_seconds: float = 300.0
+    #: Directory of the Amplitude exports being built and sent; None: the system's temporary directory.
+    #: Each export needs about twice its zip's size here while it is built.
+    amplitude_workdir: str | None = None
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for name in _COUNT_SETTINGS:
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"setting {field.name} must be a positive integer, got {value!r}")
+                raise ValueError(f"setting {name} must be a positive integer, got {value!r}")
         if self.default_read_limit > self.max_read_limit:
             raise ValueError("default_read_limit must not exceed max_read_limit")
+        for name, (low, high) in (
+            ("appmetrica_poll_interval_seconds", POLL_INTERVAL_RANGE),
+            ("appmetrica_poll_timeout_seconds", POLL_TIMEOUT_RANGE),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise ValueError(f"setting {name} must be from {low:g} to {high:g} seconds, got {value!r}")
 
     @classmethod
     def from_airflow_variables(cls) -> Settings:
-        """Defaults overridden by the Airflow Variables ``dwh_max_rows_per_insert``,
-        ``dwh_max_write_batch_bytes`` and ``dwh_max_request_bytes``, where they are set."""
+        """Defaults overridden by the Airflow Variables of :data:`SETTING_VARIABLES`, where set."""
         from airflow.sdk import Variable
 
-        overrides: dict[str, int] = {}
-        for name in ("max_rows_per_insert", "max_write_batch_bytes", "max_request_bytes"):
-            variable = f"dwh_{name}"
+        overrides: dict[str, Any] = {}
+        for name, variable in SETTING_VARIABLES.items():
             raw = Variable.get(variable, default=None)
             if raw is None:
                 continue
+            text = str(raw).strip()
+            if name == "amplitude_workdir":
+                overrides[name] = text or None
+                continue
+            kind, parse = ("an integer", int) if name in _COUNT_SETTINGS else ("a number", float)
             try:
-                overrides[name] = int(str(raw).strip())
+                overrides[name] = parse(text)
             except ValueError:
-                raise ValueError(f"Airflow Variable {variable} must be an integer, got {raw!r}") from None
+                raise ValueError(f"Airflow Variable {variable} must be {kind}, got {raw!r}") from None
         return cls(**overrides)
+
+
+_COUNT_SETTINGS = (
+    "max_rows_per_insert",
+    "max_write_batch_bytes",
+    "max_request_bytes",
+    "default_read_limit",
+    "max_read_limit",
+)
+
+#: Setting -> the Airflow Variable that overrides it. The AppMetrica ones keep the seed's names, which
+#: the AppMetrica export DAGs read too.
+SETTING_VARIABLES = {
+    "max_rows_per_insert": "dwh_max_rows_per_insert",
+    "max_write_batch_bytes": "dwh_max_write_batch_bytes",
+    "max_request_bytes": "dwh_max_request_bytes",
+    "appmetrica_poll_interval_seconds": "appmetrica_poll_interval_seconds",
+    "appmetrica_poll_timeout_seconds": "appmetrica_poll_timeout_seconds",
+    "amplitude_workdir": "dwh_amplitude_workdir",
+}
+
+
+@dataclass(frozen=True)
+class AppMetricaAccess:
+    """What ``/appmetrica`` works with: how to reach the Logs API, and the saved export definitions.
+
+    ``definitions`` is called on every fetch, so an export saved in the Variable ``appmetrica_exports``
+    is served at once, without a restart; ``settings`` (token, base URL) are read once per process.
+    """
+
+    settings: AppMetricaSettings
+    definitions: Callable[[], Mapping[str, ExportDefinition | Mapping[str, Any]]]
 
 
 class Lazy(Generic[T]):
@@ -132,9 +202,9 @@ class Services:
         settings: Settings | None = None,
         settings_loader: Callable[[], Settings] | None = None,
         dwh_engine: sa.Engine | Callable[[str], sa.Engine] | None = None,
-        s3: Callable[[str], Any] | None = None,
-        appmetrica: Callable[[str], Any] | None = None,
-        amplitude: Callable[[str], Any] | None = None,
+        s3: Callable[[str], S3Store] | None = None,
+        appmetrica: Callable[[str], AppMetricaAccess] | None = None,
+        amplitude: Callable[[str], AmplitudeCredentials] | None = None,
     ) -> None:
         if settings is not None and settings_loader is not None:
             raise ValueError("give settings or settings_loader, not both")
@@ -154,7 +224,12 @@ class Services:
     @classmethod
     def from_airflow(cls) -> Services:
         """Services of a running Airflow: connections by id, settings from Airflow Variables."""
-        return cls(settings_loader=Settings.from_airflow_variables)
+        return cls(
+            settings_loader=Settings.from_airflow_variables,
+            s3=_s3_from_connection,
+            appmetrica=_appmetrica_from_connection,
+            amplitude=_amplitude_from_connection,
+        )
 
     @property
     def settings(self) -> Settings:
@@ -171,16 +246,16 @@ class Services:
         """Engine of the DWH database (connection ``dwh_db``), its tables created on first use."""
         return self._dwh_engine.get()
 
-    def s3(self) -> Any:
-        """Client of the S3 bucket (connection ``dwh_s3``)."""
+    def s3(self) -> S3Store:
+        """The S3 bucket (connection ``dwh_s3``)."""
         return self._s3.get()
 
-    def appmetrica(self) -> Any:
-        """Client of the AppMetrica Logs API (connection ``appmetrica_api``)."""
+    def appmetrica(self) -> AppMetricaAccess:
+        """The AppMetrica Logs API and its saved exports (connection ``appmetrica_api``)."""
         return self._appmetrica.get()
 
-    def amplitude(self, source: str) -> Any:
-        """Client of the Amplitude Export API for ``source`` (``web`` or ``mobile``)."""
+    def amplitude(self, source: str) -> AmplitudeCredentials:
+        """The Amplitude Export API keys of ``source`` (``web`` or ``mobile``)."""
         try:
             lazy = self._amplitude[source]
         except KeyError:
@@ -192,6 +267,40 @@ class Services:
 def services() -> Services:
     """The :class:`Services` of the current Flask app (call inside a request or app context)."""
     return current_app.extensions[EXTENSION_KEY]
+
+
+MAX_OFFSET = 2**63 - 1  # the largest row offset a database takes (a 64-bit integer)
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def int_arg(name: str, default: int | None, *, minimum: int, maximum: int | None = None) -> int:
+    """The integer query parameter ``name`` (required when ``default`` is None); 400 naming it."""
+    raw = request.args.get(name, "")
+    if not raw:
+        if default is None:
+            raise BadRequest(f"Query parameter {name!r} is required.")
+        return default
+    value = int(raw) if _DIGITS.fullmatch(raw) else None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise BadRequest(f"Query parameter {name!r} must be an integer {bounds}, got {raw!r}.")
+    return value
+
+
+def required_arg(name: str) -> str:
+    """The query parameter ``name``; 400 naming it when it is missing or empty."""
+    value = request.args.get(name, "")
+    if not value:
+        raise BadRequest(f"Query parameter {name!r} is required.")
+    return value
+
+
+def json_response(body: Mapping[str, Any], status: int = 200) -> Response:
+    """A JSON response with keys in the order given (fields in the order a caller asked for them),
+    whatever JSON settings the host app has."""
+    return current_app.response_class(
+        json.dumps(body, ensure_ascii=False), status, mimetype="application/json"
+    )
 
 
 def read_body() -> bytes:
@@ -230,3 +339,33 @@ def _with_tables(engine: sa.Engine) -> sa.Engine:
 
 def _bind(factory: Callable[[str], T] | None, conn_id: str) -> Callable[[], T] | None:
     return None if factory is None else lambda: factory(conn_id)
+
+
+def _s3_from_connection(conn_id: str) -> S3Store:
+    with _usable_connection(conn_id, StorageError):  # it names no bucket
+        return S3Store.from_connection(conn_id)
+
+
+def _appmetrica_from_connection(conn_id: str) -> AppMetricaAccess:
+    with _usable_connection(conn_id, AppMetricaConfigError):
+        settings = load_settings(conn_id)
+    return AppMetricaAccess(settings, functools.partial(load_definitions, conn_id))
+
+
+def _amplitude_from_connection(conn_id: str) -> AmplitudeCredentials:
+    with _usable_connection(conn_id, AmplitudeConfigError):
+        return load_connection_credentials(conn_id)
+
+
+@contextlib.contextmanager
+def _usable_connection(conn_id: str, config_error: type[Exception]) -> Generator[None]:
+    """Report a connection that does not exist or cannot be used as :class:`ServiceNotConfigured`:
+    the deployment lacks it, which no request can fix."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        yield
+    except AirflowNotFoundException:
+        raise ServiceNotConfigured(f"the Airflow connection {conn_id!r} is not defined") from None
+    except config_error as exc:
+        raise ServiceNotConfigured(str(exc)) from None

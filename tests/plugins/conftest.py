@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -32,6 +33,7 @@ if PLUGINS_DIR not in sys.path:
     sys.path.append(PLUGINS_DIR)
 
 from dwh_helper.app import api, create_app  # noqa: E402
+from dwh_helper.auth import Principal, use_token_validator  # noqa: E402
 from dwh_helper.services import Services, Settings  # noqa: E402
 
 
@@ -83,6 +85,39 @@ def dwh_api(serve) -> Callable[..., str]:
 
     def start(engine: sa.Engine, **settings: int) -> str:
         app = create_app(Services(settings=Settings(**settings), dwh_engine=engine))
+        use_token_validator(app, AnyToken())
         return serve(app) + api.url_prefix
 
     return start
+
+
+class AnyToken:
+    """A token validator that takes any Bearer token as a user who may write: for tests of what the
+    endpoints do rather than of who may call them (that is ``test_auth.py``)."""
+
+    def authenticate(self, token: str) -> Principal:
+        return Principal(name="tester")
+
+    def may_write(self, principal: Principal) -> bool:
+        return True
+
+
+@pytest.fixture
+def serve_services(serve) -> Callable[[Services], str]:
+    """Factory: serve ``create_app(services)``, accepting any Bearer token (see :class:`AnyToken`),
+    and return the base URL of the blueprint, ``http://127.0.0.1:<port>/dwh-helper``. Call it with
+    the ``client`` fixture."""
+
+    def start(dwh_services: Services) -> str:
+        app = create_app(dwh_services)
+        use_token_validator(app, AnyToken())
+        return serve(app) + api.url_prefix
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    """An HTTP client that sends a Bearer token, shared by a module's tests."""
+    with httpx.Client(headers={"Authorization": "Bearer test-token"}, timeout=60) as http:
+        yield http

@@ -10,10 +10,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from dwh_helper.app import create_app
+from dwh_helper.auth import use_token_validator
 from dwh_helper.services import Services, Settings
 
 from include.common.db import engine_for
 from include.dwh.tables import TABLES, create_all, events_part, row_from_event, tmp_event_properties
+from tests.plugins.conftest import AnyToken
 
 
 def amplitude_event(i: int) -> dict[str, Any]:
@@ -88,8 +90,12 @@ def db_rows(engine: sa.Engine, table: sa.Table) -> list[dict[str, Any]]:
         return [dict(row) for row in conn.execute(sa.select(table).order_by(table.c.id)).mappings()]
 
 
+# Every request carries a token; the conftest's servers accept any (see AnyToken).
+HTTP = httpx.Client(headers={"Authorization": "Bearer test-token"}, timeout=60)
+
+
 def post(url: str, body: Any, **kwargs: Any) -> httpx.Response:
-    return httpx.post(url, json=body, timeout=60, **kwargs)
+    return HTTP.post(url, json=body, timeout=60, **kwargs)
 
 
 # ----------------------------------------------------------------------------------- round trips
@@ -110,7 +116,7 @@ def test_every_table_round_trips_through_post_and_get(dwh_engine, dwh_api):
         assert [row["uuid"] for row in stored] == [row["uuid"] for row in posted]
         assert len({row["loaded_at"] for row in stored}) == 1  # one write, one loaded_at
 
-        listed = httpx.get(f"{base}/dwh/{slug}").json()
+        listed = HTTP.get(f"{base}/dwh/{slug}").json()
         assert listed["count"] == 3
         assert [row["id"] for row in listed["rows"]] == result["inserted_ids"]
         for sent, got in zip(posted, listed["rows"], strict=True):
@@ -226,7 +232,7 @@ def test_malformed_body_after_written_batches_writes_nothing(dwh_engine, dwh_api
     rows = [row_from_event(events_part, amplitude_event(i)) for i in range(3)]
     body = json.dumps({"data": rows})[:-1] + ', "more": []}'
 
-    response = httpx.post(
+    response = HTTP.post(
         f"{base}/dwh/events-part", content=body, headers={"Content-Type": "application/json"}
     )
 
@@ -268,7 +274,7 @@ def test_row_larger_than_one_insert_may_carry_is_invalid(sqlite_dwh_engine, dwh_
 def test_malformed_bodies_are_400(sqlite_dwh_engine, dwh_api, body, detail):
     base = dwh_api(sqlite_dwh_engine)
 
-    response = httpx.post(
+    response = HTTP.post(
         f"{base}/dwh/event-properties", content=body, headers={"Content-Type": "application/json"}
     )
 
@@ -282,7 +288,7 @@ def test_body_that_is_not_utf8_is_400(sqlite_dwh_engine, dwh_api):
     base = dwh_api(sqlite_dwh_engine)
     body = '{"data": [{"uuid": "é", "event_properties": {}}]}'.encode("latin-1")
 
-    response = httpx.post(
+    response = HTTP.post(
         f"{base}/dwh/event-properties", content=body, headers={"Content-Type": "application/json"}
     )
 
@@ -292,7 +298,7 @@ def test_body_that_is_not_utf8_is_400(sqlite_dwh_engine, dwh_api):
 def test_other_content_types_are_415(sqlite_dwh_engine, dwh_api):
     base = dwh_api(sqlite_dwh_engine)
 
-    response = httpx.post(f"{base}/dwh/event-properties", content='{"data": [{"uuid": "u"}]}')
+    response = HTTP.post(f"{base}/dwh/event-properties", content='{"data": [{"uuid": "u"}]}')
 
     assert response.status_code == 415 and response.json()["error"] == "Unsupported Media Type"
 
@@ -300,7 +306,7 @@ def test_other_content_types_are_415(sqlite_dwh_engine, dwh_api):
 def test_unknown_table_is_404(sqlite_dwh_engine, dwh_api):
     base = dwh_api(sqlite_dwh_engine)
 
-    for response in (httpx.get(f"{base}/dwh/events"), post(f"{base}/dwh/events", {"data": [{}]})):
+    for response in (HTTP.get(f"{base}/dwh/events"), post(f"{base}/dwh/events", {"data": [{}]})):
         assert response.status_code == 404
         assert response.json()["error"] == "Not Found"
         assert "Unknown table 'events'" in response.json()["detail"]
@@ -309,7 +315,7 @@ def test_unknown_table_is_404(sqlite_dwh_engine, dwh_api):
 def test_wrong_method_is_405_in_json(sqlite_dwh_engine, dwh_api):
     base = dwh_api(sqlite_dwh_engine)
 
-    response = httpx.delete(f"{base}/dwh/events-part")
+    response = HTTP.delete(f"{base}/dwh/events-part")
 
     assert response.status_code == 405
     assert response.json()["error"] == "Method Not Allowed"
@@ -330,7 +336,7 @@ def test_body_over_the_limit_is_413_and_a_body_at_the_limit_is_not(sqlite_dwh_en
     url, headers = f"{base}/dwh/event-properties", {"Content-Type": "application/json"}
 
     def send(payload: bytes) -> httpx.Response:
-        return httpx.post(url, content=iter([payload]) if chunked else payload, headers=headers)
+        return HTTP.post(url, content=iter([payload]) if chunked else payload, headers=headers)
 
     at_limit = send(body)
     over_limit = send(body + b" ")
@@ -352,10 +358,10 @@ def test_get_pages_by_limit_and_offset_in_id_order(dwh_engine, dwh_api):
     rows = [{"uuid": f"u-{i}", "event_properties": {"i": i}} for i in range(25)]
     ids = post(url, {"data": rows}).json()["inserted_ids"]
 
-    default = httpx.get(url).json()
-    page = httpx.get(url, params={"limit": 5, "offset": 20}).json()
-    largest = httpx.get(url, params={"limit": 20, "offset": 10}).json()
-    beyond = httpx.get(url, params={"offset": 100}).json()
+    default = HTTP.get(url).json()
+    page = HTTP.get(url, params={"limit": 5, "offset": 20}).json()
+    largest = HTTP.get(url, params={"limit": 20, "offset": 10}).json()
+    beyond = HTTP.get(url, params={"offset": 100}).json()
 
     assert default["count"] == 25 and [r["id"] for r in default["rows"]] == ids[:10]
     assert [r["event_properties"] for r in page["rows"]] == [{"i": i} for i in range(20, 25)]
@@ -366,17 +372,18 @@ def test_get_pages_by_limit_and_offset_in_id_order(dwh_engine, dwh_api):
 @pytest.mark.parametrize(
     ("params", "detail"),
     [
-        ({"limit": "0"}, "'limit' must be between 1 and 20, got 0"),
-        ({"limit": "21"}, "'limit' must be between 1 and 20, got 21"),
-        ({"limit": "ten"}, "'limit' must be an integer, got 'ten'"),
-        ({"offset": "-1"}, "'offset' must be at least 0, got -1"),
-        ({"offset": "1.5"}, "'offset' must be an integer, got '1.5'"),
+        ({"limit": "0"}, "'limit' must be an integer from 1 to 20, got '0'"),
+        ({"limit": "21"}, "'limit' must be an integer from 1 to 20, got '21'"),
+        ({"limit": "ten"}, "'limit' must be an integer from 1 to 20, got 'ten'"),
+        ({"offset": "-1"}, "'offset' must be an integer from 0 to 9223372036854775807, got '-1'"),
+        ({"offset": "1.5"}, "'offset' must be an integer from 0 to 9223372036854775807, got '1.5'"),
+        ({"offset": str(2**63)}, "'offset' must be an integer from 0 to 9223372036854775807"),
     ],
 )
 def test_get_rejects_bad_limit_and_offset(sqlite_dwh_engine, dwh_api, params, detail):
     base = dwh_api(sqlite_dwh_engine, default_read_limit=10, max_read_limit=20)
 
-    response = httpx.get(f"{base}/dwh/events-part", params=params)
+    response = HTTP.get(f"{base}/dwh/events-part", params=params)
 
     assert response.status_code == 400 and detail in response.json()["detail"]
 
@@ -386,7 +393,9 @@ def test_get_rejects_bad_limit_and_offset(sqlite_dwh_engine, dwh_api, params, de
 
 def test_default_services_use_the_dwh_db_connection_and_create_the_tables(sqlite_conn, serve):
     sqlite_conn("dwh_db", "dwh.sqlite")
-    base = serve(create_app())
+    app = create_app()
+    use_token_validator(app, AnyToken())
+    base = serve(app)
 
     created = post(f"{base}/dwh-helper/dwh/user-locations", {"data": [{"uuid": "u-1", "city": "Pune"}]})
 
@@ -434,11 +443,11 @@ def test_clients_are_built_once_from_their_connection_and_missing_ones_are_named
 
 def test_database_errors_are_500_in_json(sqlite_dwh_engine, dwh_api):
     base = dwh_api(sqlite_dwh_engine)
-    assert httpx.get(f"{base}/dwh/events-part").status_code == 200  # creates the tables
+    assert HTTP.get(f"{base}/dwh/events-part").status_code == 200  # creates the tables
     with sqlite_dwh_engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE events_part"))
 
-    response = httpx.get(f"{base}/dwh/events-part")
+    response = HTTP.get(f"{base}/dwh/events-part")
 
     assert response.status_code == 500
     assert response.json() == {"error": "Database Error", "detail": "no such table: events_part"}

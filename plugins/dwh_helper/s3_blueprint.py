@@ -1,0 +1,139 @@
+"""``/s3/...``: the objects of the DWH bucket (connection ``dwh_s3``), as the DWH Helper served them.
+
+``key`` is an object key (see :func:`include.dwh.s3.validate_key`). Every error answers
+``{"error", "detail"}``: 400 for a missing or invalid parameter (named), 404 for a missing object, 409
+when another writer changed the object during an update or patch (nothing was written), 413 for a
+body over ``max_request_bytes``, 415 for a write that is not ``multipart/form-data``, 416 for a patch
+offset beyond the object's end, 502 when the store failed or refused (its message never carries
+credentials).
+
+* ``GET /s3/objects?prefix=&max_keys=1000&continuation=`` -> ``{"prefix", "objects": [{"Key",
+  "LastModified", "Size", "ETag"}], "count", "next_token"?}``, one page in key order; pass
+  ``next_token`` back as ``continuation`` for the next.
+* ``GET /s3/object-info?key=`` -> ``{"key", "exists": true, "size", "etag", "last_modified",
+  "content_type"}``, or ``{"key", "exists": false}`` (still 200: asking is not an error).
+* ``GET /s3/download?key=`` -> the bytes, streamed, with ``Content-Length``, the object's
+  ``Content-Type`` and ``ETag``, and ``Content-Disposition: attachment`` named after the key's last
+  segment.
+* ``POST /s3/upload?key=`` (create or replace), ``PUT /s3/update?key=`` (existing objects only),
+  ``PATCH /s3/patch?key=&offset=`` (write at ``offset``; ``offset`` = size appends) take the bytes
+  as the form field ``file`` of a ``multipart/form-data`` body and answer ``{"key", "etag",
+  "version_id", "size"}`` (201 for an upload, 200 otherwise; ``version_id`` is null in an unversioned
+  bucket). The part's ``Content-Type`` becomes the object's, unless it is missing or the generic
+  ``application/octet-stream``: then an upload guesses it from the key, and an update or a patch
+  keeps the object's.
+* ``DELETE /s3/delete?key=`` -> ``{"key", "deleted": true, "version_id"?}``.
+
+Werkzeug spools an uploaded file to a temporary file once it exceeds 500 KB, and the store reads it
+from there one part at a time, so memory stays bounded whatever the upload's size. Parameters are
+checked before the body is parsed, so a bad request does not spool its file first.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.http import HTTP_STATUS_CODES
+
+from dwh_helper.services import int_arg, json_response, required_arg, services
+from include.dwh.s3 import MAX_LIST_KEYS, S3Error, validate_key
+
+log = logging.getLogger(__name__)
+
+s3 = Blueprint("s3", __name__, url_prefix="/s3")
+
+FILE_FIELD = "file"
+GENERIC_TYPE = "application/octet-stream"
+
+
+@s3.errorhandler(S3Error)
+def _s3_error(exc: S3Error) -> Response:
+    if exc.status >= 500:
+        log.warning("DWH helper: S3: %s", exc)
+    return json_response({"error": HTTP_STATUS_CODES[exc.status], "detail": str(exc)}, exc.status)
+
+
+@s3.get("/objects")
+def list_objects() -> Response:
+    max_keys = int_arg("max_keys", MAX_LIST_KEYS, minimum=1, maximum=MAX_LIST_KEYS)
+    prefix, continuation = request.args.get("prefix", ""), request.args.get("continuation") or None
+    return json_response(services().s3().list_objects(prefix, max_keys=max_keys, continuation=continuation))
+
+
+@s3.get("/object-info")
+def object_info() -> Response:
+    return json_response(services().s3().object_info(required_arg("key")))
+
+
+@s3.get("/download")
+def download() -> Response:
+    stored = services().s3().download(required_arg("key"))
+    response = current_app.response_class(stored.chunks(), content_type=stored.content_type or GENERIC_TYPE)
+    # The generator closes the S3 body only once it has started, which a HEAD request or a client gone
+    # before the first chunk never makes it do; the response's close always runs.
+    response.call_on_close(stored.close)
+    response.content_length = stored.size
+    response.headers["ETag"] = stored.etag
+    response.headers.set("Content-Disposition", "attachment", **_attachment(stored.key))
+    return response
+
+
+@s3.post("/upload")
+def upload() -> Response:
+    key = validate_key(required_arg("key"))
+    file = _uploaded_file()
+    return json_response(services().s3().upload(key, file.stream, _content_type(file)), 201)
+
+
+@s3.put("/update")
+def update() -> Response:
+    key = validate_key(required_arg("key"))
+    file = _uploaded_file()
+    return json_response(services().s3().update(key, file.stream, _content_type(file)))
+
+
+@s3.patch("/patch")
+def patch() -> Response:
+    key = validate_key(required_arg("key"))
+    offset = int_arg("offset", None, minimum=0)
+    file = _uploaded_file()
+    return json_response(services().s3().patch(key, offset, file.stream))
+
+
+@s3.delete("/delete")
+def delete() -> Response:
+    return json_response(services().s3().delete(required_arg("key")))
+
+
+def _uploaded_file() -> FileStorage:
+    """The one file of the form field ``file``; parsing the form spools it to disk when large."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"Send the bytes as multipart/form-data, in the form field {FILE_FIELD!r}."
+        )
+    files = request.files.getlist(FILE_FIELD)
+    if len(files) != 1:
+        raise BadRequest(
+            f"The form must hold exactly one file in the field {FILE_FIELD!r}; it holds {len(files)}."
+        )
+    return files[0]
+
+
+def _content_type(file: FileStorage) -> str | None:
+    """The part's type, unless it says nothing (missing or generic): then the store decides."""
+    return file.content_type if file.mimetype not in ("", GENERIC_TYPE) else None
+
+
+def _attachment(key: str) -> dict[str, str]:
+    """``Content-Disposition`` options naming the download after the key's last segment; a non-ASCII
+    name goes in ``filename*`` (RFC 6266), with an ASCII approximation in ``filename``."""
+    name = key.rsplit("/", 1)[-1] or "download"
+    if name.isascii():
+        return {"filename": name}
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return {"filename": ascii_name or "download", "filename*": f"UTF-8''{quote(name, safe='')}"}
