@@ -88,11 +88,95 @@ def demo_callio() -> None:
         _print_run("callio_etl", "after an hour of changes", {"job": "auto"})
 
 
+def _airflow_token(username: str = "admin", role: str = "admin") -> str:
+    """A token as ``POST /auth/token`` would issue it: signed by this Airflow's auth manager (the
+    default Simple auth manager), so the plugin checks it exactly as it does in the API server."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    manager = create_auth_manager()
+    manager.init()
+    return manager.generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+
+
+def demo_dwh_helper() -> None:
+    """The plugin's blueprints, mounted in a plain Flask app with the connections of
+    airflow_settings.yaml (inside Airflow they answer under /pluginsv2/dwh-helper), against the
+    embedded S3 server and the AppMetrica / Amplitude simulators."""
+    import httpx
+
+    sys.path.append(str(REPO_ROOT / "plugins"))  # as Airflow does for its plugins folder
+    # Read connections and Variables from the metadata DB as the API server process does.
+    os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"
+    from dwh_helper.app import create_app
+    from dwh_helper.services import Services
+
+    from include.sandbox.dwh_sandbox import serve_all
+    from include.sandbox.http import serve_wsgi
+
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    day = yesterday.strftime("%Y%m%d")
+    with serve_all(), serve_wsgi(create_app(Services.from_airflow())) as base_url:
+        api = httpx.Client(
+            base_url=f"{base_url}/dwh-helper",
+            headers={"Authorization": f"Bearer {_airflow_token()}"},
+            timeout=120,
+        )
+        event = {
+            "uuid": "demo-1",
+            "event_type": "open_app",
+            "event_time": f"{yesterday} 09:30:00",
+            "user_id": "u-1",
+        }
+        calls = [
+            (
+                "POST /dwh/events-part",
+                api.post("/dwh/events-part", json={"data": [event, {**event, "uuid": "demo-2"}]}),
+            ),
+            ("GET /dwh/events-part?limit=1", api.get("/dwh/events-part", params={"limit": 1})),
+            ("POST /dwh/events-part (invalid)", api.post("/dwh/events-part", json={"data": [{"uuid": 5}]})),
+            (
+                "POST /s3/upload",
+                api.post(
+                    "/s3/upload",
+                    params={"key": "demo/hello.txt"},
+                    files={"file": ("hello.txt", b"xin chao\n")},
+                ),
+            ),
+            (
+                "PATCH /s3/patch",
+                api.patch("/s3/patch", params={"key": "demo/hello.txt", "offset": 0}, files={"file": b"X"}),
+            ),
+            ("GET /s3/objects", api.get("/s3/objects", params={"prefix": "demo/"})),
+            (
+                "GET /appmetrica/fetch-export",
+                api.get(
+                    "/appmetrica/fetch-export", params={"export_id": "events_yesterday", "poll_interval": 0.2}
+                ),
+            ),
+            (
+                "GET /amplitude/export",
+                api.get("/amplitude/export", params={"start": day, "end": day, "source": "web"}),
+            ),
+            ("GET /dwh/events-part without a token", httpx.get(f"{base_url}/dwh-helper/dwh/events-part")),
+        ]
+        for label, response in calls:
+            if response.headers.get("content-type", "").startswith("application/json"):
+                body = response.json()
+                if isinstance(body.get("rows"), list):
+                    body = {**body, "rows": body["rows"][:1]}
+                shown = json.dumps(body, ensure_ascii=False)[:300]
+            else:
+                shown = f"{len(response.content)} bytes, {response.headers.get('content-disposition')}"
+            print(f"dwh_helper {label}: {response.status_code}\n  {shown}")
+
+
 def main() -> None:
     _prepare_airflow()
     demo_dialog()
     demo_product()
     demo_callio()
+    demo_dwh_helper()
 
 
 if __name__ == "__main__":

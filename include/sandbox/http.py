@@ -219,3 +219,22 @@ def _handler_class(api: SimulatedApi) -> type[BaseHTTPRequestHandler]:
             pass
 
     return _Handler
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Any, port: int = 0) -> Generator[str]:
+    """Serve a WSGI app (a Flask app) on 127.0.0.1, a thread per request, until the block ends; yield
+    its base URL. How the plugin's blueprints are reached outside the Airflow API server."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="wsgi-server", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()

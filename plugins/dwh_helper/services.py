@@ -326,10 +326,15 @@ def read_body() -> bytes:
 
 def _engine_factory(engine: sa.Engine | Callable[[str], sa.Engine] | None) -> Callable[[str], sa.Engine]:
     if engine is None:
-        return engine_for
+        return _engine_from_connection
     if isinstance(engine, sa.Engine):
         return lambda _conn_id: engine
     return engine
+
+
+def _engine_from_connection(conn_id: str) -> sa.Engine:
+    with _usable_connection(conn_id, ValueError):
+        return engine_for(conn_id)
 
 
 def _with_tables(engine: sa.Engine) -> sa.Engine:

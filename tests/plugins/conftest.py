@@ -13,8 +13,8 @@ on an engine with chosen settings and returns the base URL of its ``/dwh-helper`
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,10 +22,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from include.common.db import engine_for
 from include.dwh.tables import create_all
+from include.sandbox.http import serve_wsgi
 
 # Airflow puts its plugins folder on sys.path; do the same so `dwh_helper` imports as it does there.
 PLUGINS_DIR = str(Path(__file__).resolve().parents[2] / "plugins")
@@ -41,22 +41,8 @@ from dwh_helper.services import Services, Settings  # noqa: E402
 def serve() -> Iterator[Callable[[Flask], str]]:
     """Factory: serve a Flask app on 127.0.0.1 (free port, a thread per request) and return its
     base URL, ``http://127.0.0.1:<port>``. Servers stop when the test ends."""
-    running: list[tuple[BaseWSGIServer, threading.Thread]] = []
-
-    def start(app: Flask) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-http-server", daemon=True
-        )
-        thread.start()
-        running.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server, thread in running:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with contextlib.ExitStack() as running:
+        yield lambda app: running.enter_context(serve_wsgi(app))
 
 
 def _engine(register: Callable[[str], str]) -> Iterator[sa.Engine]:
