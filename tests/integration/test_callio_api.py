@@ -32,6 +32,7 @@ from include.callio.api import (
 )
 from include.sandbox.callio_api import CallioSimulator
 from include.sandbox.callio_data import DAY_MS, CallioWorld, time_value
+from include.sandbox.http import Request
 
 TIME_FIELD = {"customer": "updateTime", "call": "createTime"}
 HOUR_MS = 3_600_000
@@ -80,8 +81,9 @@ def logins(simulator: CallioSimulator) -> int:
 # --- authentication -------------------------------------------------------------------------------
 
 
-def test_full_fetch_sends_the_token_header_and_returns_every_record_once():
-    with running() as (sim, base), client(sim, base, page_size=50) as api:
+@pytest.mark.parametrize("adaptive", [False, True], ids=["day_slices", "adaptive_slices"])
+def test_full_fetch_sends_the_token_header_and_returns_every_record_once(adaptive):
+    with running() as (sim, base), client(sim, base, page_size=50, adaptive_slices=adaptive) as api:
         world = sim.world
         tenant = world.tenants[api.account.tenant]
         for resource in ("customer", "call"):
@@ -92,7 +94,8 @@ def test_full_fetch_sends_the_token_header_and_returns_every_record_once():
             assert sum(k.startswith("{") for k in got) == 1  # the record without _id came through
             stats = fetch.stats
             assert (stats.records, stats.window_to, stats.capped) == (sum(want.values()), world.end_ms, False)
-            assert stats.slices == 30 and stats.pages >= stats.slices and stats.splits == 0
+            assert (stats.slices < 10) if adaptive else (stats.slices == 30)  # some 30 records a day
+            assert stats.pages >= stats.slices and stats.splits == 0
             records = tenant.customers if resource == "customer" else tenant.calls
             assert stats.max_time == max(time_value(r[TIME_FIELD[resource]]) for r in records)
         assert api.list_all("user") == tenant.staff
@@ -243,7 +246,7 @@ def test_page_shapes_total_fallback_and_a_capped_page_size(total_field):
 
 @pytest.mark.parametrize("params", [(("from", "to"),), (("fromUpdateTime", "toUpdateTime"),)])
 def test_customer_window_works_whichever_time_parameters_the_api_reads(params):
-    with running(customer_time_params=params) as (sim, base), client(sim, base) as api:
+    with running(customer_time_params=params) as (sim, base), client(sim, base, adaptive_slices=False) as api:
         world = sim.world
         lo, hi = world.start_ms + 3 * DAY_MS, world.start_ms + 9 * DAY_MS + 12_345
         fetch = api.fetch_desc("customer", lo, hi)
@@ -278,7 +281,8 @@ def test_thousands_sharing_one_millisecond_across_page_and_slice_boundaries():
     world = CallioWorld(tenants=1, customers=4_500, calls=4_500, burst=2_000, seed=5)
     burst = world.tenants["anphat"].burst_ms
     since = burst - 5 * HOUR_MS  # slices of an hour: the burst sits on the boundary of two slices
-    with running(world) as (sim, base), client(sim, base, page_size=150, time_slice_ms=HOUR_MS) as api:
+    settings = {"page_size": 150, "time_slice_ms": HOUR_MS, "adaptive_slices": False}
+    with running(world) as (sim, base), client(sim, base, **settings) as api:
         for resource in ("customer", "call"):
             fetch = api.fetch_desc(resource, since, burst + 3 * HOUR_MS)
             got = fetched(fetch)
@@ -374,6 +378,133 @@ def test_pages_of_a_slice_are_requested_concurrently():
         fetch = api.fetch_desc("customer", sim.world.start_ms, sim.world.end_ms)
         assert fetched(fetch) == expected(sim.world, 0, "customer", sim.world.start_ms, sim.world.end_ms)
     assert peak[0] == 4
+
+
+# --- reading across slices ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def watched(sim: CallioSimulator, hold_s: float = 0.0) -> Generator[dict]:
+    """Wrap the simulator's dispatch: each list request is held ``hold_s`` while counted in flight.
+    Yields what it saw: ``peak`` requests in flight at once, ``slices``: the most distinct windows
+    among them, ``served``: ``(from, to, docs)`` of every page answered."""
+    seen = {"peak": 0, "slices": 0, "served": []}
+    in_flight: list[Request] = []
+    lock = threading.Lock()
+    dispatch = sim.api.dispatch
+
+    def watching(request: Request):
+        if request.path not in ("/customer", "/call"):
+            return dispatch(request)
+        window = (int(request.query["from"]), int(request.query["to"]))
+        with lock:
+            in_flight.append(request)
+            seen["peak"] = max(seen["peak"], len(in_flight))
+            seen["slices"] = max(seen["slices"], len({(r.query["from"], r.query["to"]) for r in in_flight}))
+        try:
+            time.sleep(hold_s)
+            response = dispatch(request)
+        finally:
+            with lock:
+                in_flight.remove(request)
+        if response.status == 200:
+            with lock:
+                seen["served"].append((*window, len(json.loads(response.body)["docs"])))
+        return response
+
+    sim.api.dispatch = watching
+    try:
+        yield seen
+    finally:
+        sim.api.dispatch = dispatch
+
+
+def test_requests_of_several_slices_are_in_flight_together():
+    # about 13 customers a day, one page each: slice by slice, a single request would be in flight
+    settings = {"page_size": 20, "adaptive_slices": False}
+    with running() as (sim, base), client(sim, base, **settings) as api, watched(sim, 0.02) as seen:
+        world = sim.world
+        fetch = api.fetch_desc("customer", world.start_ms, world.end_ms)
+        assert fetched(fetch) == expected(world, 0, "customer", world.start_ms, world.end_ms)
+        assert fetch.stats.slices == 30
+    assert seen["peak"] == 4 and seen["slices"] == 4
+
+
+def test_adaptive_slices_cost_fewer_requests_on_a_sparse_window():
+    world = CallioWorld(tenants=1, customers=300, calls=300, burst=0, seed=21)
+    with running(world) as (sim, base):
+        requests = {}
+        for adaptive in (False, True):
+            with client(sim, base, page_size=50, time_slice_ms=HOUR_MS, adaptive_slices=adaptive) as api:
+                fetch = api.fetch_desc("call", world.start_ms, world.end_ms)
+                got = fetched(fetch)
+                assert got == expected(world, 0, "call", world.start_ms, world.end_ms)
+                assert set(got.values()) == {1}
+                requests[adaptive] = fetch.stats.requests
+        # 720 one-hour slices of 0 or 1 call, against slices that widen at most 4 times at each step
+        assert requests[False] == 720 and requests[True] <= 12
+
+
+def test_adaptive_slices_fit_a_dense_window_without_splitting_each_slice():
+    # about 80 calls a day; slices of 10 days hold 800, four times what the API pages through
+    world = CallioWorld(tenants=1, customers=50, calls=2_400, burst=0, seed=22)
+    settings = {"page_size": 20, "max_result_window": 200, "time_slice_ms": 10 * DAY_MS}
+    with running(world, max_result_window=200) as (sim, base):
+        splits = {}
+        for adaptive in (False, True):
+            with client(sim, base, adaptive_slices=adaptive, **settings) as api:
+                fetch = api.fetch_desc("call", world.start_ms, world.end_ms)
+                assert fetched(fetch) == expected(world, 0, "call", world.start_ms, world.end_ms)
+                splits[adaptive] = fetch.stats.splits
+    assert splits[False] >= 9  # each of the three 10-day slices is halved 3 times or more
+    assert splits[True] <= 7  # the first one only (down to quarters and eighths): it sizes the next ones
+
+
+def test_adaptive_slices_read_a_burst_on_a_boundary_once():
+    world = CallioWorld(tenants=1, customers=4_500, calls=4_500, burst=2_000, seed=5)
+    burst = world.tenants["anphat"].burst_ms
+    since, until = burst - HOUR_MS, burst + 3 * DAY_MS  # the first slice ends on the burst
+    with running(world) as (sim, base), client(sim, base, page_size=150, time_slice_ms=HOUR_MS) as api:
+        for resource in ("customer", "call"):
+            fetch = api.fetch_desc(resource, since, until)
+            got = fetched(fetch)
+            assert got == expected(world, 0, resource, since, until)
+            assert set(got.values()) == {1} and len(got) > 2_000
+    windows = {(int(r.query["from"]), int(r.query["to"])) for r in sim.api.requests if r.path == "/call"}
+    assert (since, burst) in windows and any(lo == burst for lo, _ in windows)
+
+
+def test_a_slow_consumer_holds_a_bounded_number_of_records():
+    world = CallioWorld(tenants=1, customers=50, calls=3_000, burst=0, seed=23)
+    window = 200
+    settings = {"page_size": 20, "max_result_window": window}
+    with (
+        running(world, max_result_window=window) as (sim, base),
+        client(sim, base, **settings) as api,
+        watched(sim) as seen,
+    ):
+        fetch = api.fetch_desc("call", world.start_ms, world.end_ms)
+        ahead = []
+        got = Counter()
+        for number, chunk in enumerate(fetch):
+            time.sleep(0.3 if number == 0 else 0.01)  # reading goes on meanwhile
+            hi = fetch.stats.window_to
+            ahead.append(sum(docs for lo, _, docs in list(seen["served"]) if lo >= hi))
+            got.update(_key(record) for record in chunk)
+        assert got == expected(world, 0, "call", world.start_ms, world.end_ms)
+        slack = fetch.stats.splits * 20  # the first page of a slice found too large is read, then dropped
+    assert window <= max(ahead) < 2 * window + slack  # it read ahead, not all 3,000
+
+
+def test_a_capped_fetch_sends_nothing_past_the_slice_that_reached_the_cap():
+    world = CallioWorld(tenants=1, customers=2_000, calls=50, burst=0, seed=24)
+    with running(world) as (sim, base), client(sim, base, page_size=50, limit_records=300) as api:
+        fetch = api.fetch_desc("customer", world.start_ms, world.end_ms)
+        got = fetched(fetch)
+        stats = fetch.stats
+        assert stats.capped and 300 <= stats.records < 2_000
+        assert got == expected(world, 0, "customer", world.start_ms, stats.window_to)
+    assert all(int(r.query["to"]) <= stats.window_to for r in sim.api.requests if r.path == "/customer")
 
 
 # --- the simulator on its own ---------------------------------------------------------------------
