@@ -18,6 +18,7 @@ from typing import Any
 from include.callio import schema
 from include.callio.config import WAREHOUSE_CONN_ID, CallioConfig, load_config
 from include.callio.schedule import CallioConfigError
+from include.callio.transform import business_date
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,6 @@ def iso(ms: int | None) -> str | None:
         if ms is None
         else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
     )
-
-
-def business_day(ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).astimezone(_business_tz()).date()
-
-
-def _business_tz():
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(schema.BUSINESS_TZ)
 
 
 def open_warehouse():
@@ -312,14 +303,14 @@ def report_days(plan: dict, today: dt.date) -> tuple[dt.date, dt.date]:
     starts = [window[0] for windows in plan["windows"].values() for window in windows.values()]
     if not starts:
         return today - dt.timedelta(days=REPORT_DAYS_WITHOUT_WINDOW), today
-    return business_day(min(starts)), max(
-        today, *(business_day(w[1]) for ws in plan["windows"].values() for w in ws.values())
+    return business_date(min(starts)), max(
+        today, *(business_date(w[1]) for ws in plan["windows"].values() for w in ws.values())
     )
 
 
 def report_task(plan: dict) -> dict:
     warehouse = open_warehouse()
-    since, until = report_days(plan, business_day(now_ms()))
+    since, until = report_days(plan, business_date(now_ms()))
     rows = warehouse.refresh_staff_daily(since, until)
     pruned = warehouse.prune_update_log()
     return {"since": since.isoformat(), "until": until.isoformat(), "rows": rows, "update_log_pruned": pruned}
