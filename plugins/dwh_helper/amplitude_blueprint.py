@@ -20,16 +20,14 @@ Nothing of it is held in memory.
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import tempfile
 from pathlib import Path
 
 from flask import Blueprint, Response, send_file
 from werkzeug.exceptions import BadRequest
-from werkzeug.http import HTTP_STATUS_CODES
 
-from dwh_helper.services import json_response, required_arg, services
+from dwh_helper.services import register_upstream_errors, required_arg, services
 from include.dwh.amplitude import (
     AmplitudeAuthError,
     AmplitudeConfigError,
@@ -41,8 +39,6 @@ from include.dwh.amplitude import (
     validate_range,
     validate_source,
 )
-
-log = logging.getLogger(__name__)
 
 amplitude = Blueprint("amplitude", __name__, url_prefix="/amplitude")
 
@@ -56,15 +52,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
 }
 
 
-def _amplitude_error(exc: Exception) -> Response:
-    status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
-    if status >= 500:
-        log.warning("DWH helper: Amplitude: %s", exc)
-    return json_response({"error": HTTP_STATUS_CODES[status], "detail": str(exc)}, status)
-
-
-for _error_class in ERROR_STATUS:
-    amplitude.register_error_handler(_error_class, _amplitude_error)
+register_upstream_errors(amplitude, ERROR_STATUS, "Amplitude")
 
 
 @amplitude.get("/export")

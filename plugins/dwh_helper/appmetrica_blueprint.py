@@ -26,13 +26,12 @@ The client is async; a view runs in a worker thread with no event loop, so each 
 from __future__ import annotations
 
 import asyncio
-import logging
+from typing import Any
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
-from werkzeug.http import HTTP_STATUS_CODES
 
-from dwh_helper.services import json_response, required_arg, services
+from dwh_helper.services import json_response, register_upstream_errors, required_arg, services
 from include.dwh.appmetrica import (
     AppMetricaAuthError,
     AppMetricaConfigError,
@@ -46,8 +45,6 @@ from include.dwh.appmetrica import (
     ping,
     validate_polling,
 )
-
-log = logging.getLogger(__name__)
 
 appmetrica = Blueprint("appmetrica", __name__, url_prefix="/appmetrica")
 
@@ -65,18 +62,14 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 
-def _appmetrica_error(exc: Exception) -> Response:
-    status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
-    if status >= 500:
-        log.warning("DWH helper: AppMetrica: %s", exc)
-    body = {"error": HTTP_STATUS_CODES[status], "detail": str(exc)}
+def _timeout_details(exc: Exception) -> dict[str, Any]:
+    """A timed-out export says how long it was polled, so the caller can choose a longer timeout."""
     if isinstance(exc, ExportTimeout):
-        body |= {"export_id": exc.export_id, "polls": exc.polls, "elapsed_s": exc.elapsed_s}
-    return json_response(body, status)
+        return {"export_id": exc.export_id, "polls": exc.polls, "elapsed_s": exc.elapsed_s}
+    return {}
 
 
-for _error_class in ERROR_STATUS:
-    appmetrica.register_error_handler(_error_class, _appmetrica_error)
+register_upstream_errors(appmetrica, ERROR_STATUS, "AppMetrica", _timeout_details)
 
 
 @appmetrica.get("/ping")

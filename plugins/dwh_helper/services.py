@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import re
 import threading
 import time
@@ -36,8 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from flask import Response, current_app, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
 from include.common.db import engine_for
@@ -53,6 +55,8 @@ from include.dwh.appmetrica import (
 )
 from include.dwh.s3 import S3Store, StorageError
 from include.dwh.tables import create_all
+
+log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "dwh_helper"
 
@@ -293,6 +297,26 @@ def required_arg(name: str) -> str:
     if not value:
         raise BadRequest(f"Query parameter {name!r} is required.")
     return value
+
+
+def register_upstream_errors(
+    blueprint: Blueprint,
+    statuses: Mapping[type[Exception], int],
+    upstream: str,
+    details: Callable[[Exception], Mapping[str, Any]] = lambda exc: {},
+) -> None:
+    """Answer each exception class of an upstream API's client with its status in ``statuses`` (the
+    most specific class listed along the exception's MRO wins) as ``{"error", "detail", **details}``;
+    server-side failures are logged with ``upstream`` named."""
+
+    def answer(exc: Exception) -> Response:
+        status = next(statuses[cls] for cls in type(exc).__mro__ if cls in statuses)
+        if status >= 500:
+            log.warning("DWH helper: %s: %s", upstream, exc)
+        return json_response({"error": HTTP_STATUS_CODES[status], "detail": str(exc), **details(exc)}, status)
+
+    for error_class in statuses:
+        blueprint.register_error_handler(error_class, answer)
 
 
 def json_response(body: Mapping[str, Any], status: int = 200) -> Response:
