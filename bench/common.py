@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import resource
 import statistics
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -108,3 +110,35 @@ def verdict(name: str, value: float, target: float, higher_is_better: bool = Tru
     sign = ">=" if higher_is_better else "<="
     print(f"  {name:50} {value:8.2f}  (target {sign} {target:g})  {'OK' if ok else 'MISSED'}")
     return ok
+
+
+class FreshWorker:
+    """A spawned process for one timed run, then discarded.
+
+    It is started (interpreter, imports, ``warm(*bound)``) during the reset before the run, so the
+    timing covers the work only, and being fresh, its ``VmHWM`` is that run's peak. ``bound``
+    arguments go first to every function it runs (e.g. the benchmark's database)."""
+
+    def __init__(self, *bound: Any, warm: Callable[..., float] | None = None) -> None:
+        self.bound = bound
+        self.warm = warm
+        self.idle_mb = 0.0
+        self._pool: Any = None
+
+    def start(self) -> None:
+        self.stop()
+        self._pool = mp.get_context("spawn").Pool(1)
+        self.idle_mb = self._pool.apply(self.warm or peak_rss_mb, self.bound if self.warm else ())
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*bound, *args)`` in the ready worker, which is then used up."""
+        try:
+            return self._pool.apply(fn, (*self.bound, *args))
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None

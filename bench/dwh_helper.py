@@ -67,7 +67,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import Contender, Measure, interleave, peak_rss_mb, report, verdict
+from bench.common import Contender, FreshWorker, Measure, interleave, peak_rss_mb, report, verdict
 from include.common.db import sqlite_engine
 from include.dwh.amplitude import CHUNK_BYTES, AmplitudeCredentials
 from include.dwh.tables import create_all, events_part, row_from_event, writable_columns
@@ -430,34 +430,6 @@ def post_part(args: argparse.Namespace) -> tuple[dict[str, Any], list[Target]]:
 
 
 # --- part 2: Amplitude export ---------------------------------------------------------------------
-
-
-class FreshWorker:
-    """A spawned process for one timed run, then discarded.
-
-    It is started (interpreter and imports) during the reset before the run, so that the timing covers
-    the work only; being fresh, its ``VmHWM`` is that run's peak."""
-
-    def __init__(self) -> None:
-        self.idle_mb = 0.0
-        self._pool: Any = None
-
-    def start(self) -> None:
-        self.stop()
-        self._pool = mp.get_context("spawn").Pool(1)
-        self.idle_mb = self._pool.apply(peak_rss_mb)
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return self._pool.apply(fn, args)
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
 
 
 def _zip_contents(path: Path) -> tuple[int, int | None]:

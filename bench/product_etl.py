@@ -36,7 +36,6 @@ import dataclasses
 import datetime as dt
 import functools
 import json
-import multiprocessing as mp
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
@@ -44,6 +43,7 @@ import sqlalchemy as sa
 from bench.common import (
     MARIADB_URL,
     Contender,
+    FreshWorker,
     Measure,
     interleave,
     mariadb_database,
@@ -231,34 +231,6 @@ def _product_values(row: sa.Row, now: dt.datetime) -> tuple | None:
     return tuple(columns[c] for c in PRODUCT_COLUMNS)
 
 
-class FreshWorker:
-    """One spawned process per timed run, started during the reset so that interpreter start-up and
-    imports (about a second) stay out of the timing: they would weigh on the small runs only."""
-
-    def __init__(self, db: str) -> None:
-        self.db = db
-        self.idle_mb = 0.0
-        self._pool = None
-
-    def start(self) -> None:
-        self.stop()
-        self._pool = mp.get_context("spawn").Pool(1)
-        self.idle_mb = self._pool.apply(_warm, (self.db,))
-
-    def run(self, fn: Callable, *args):
-        """``fn(db, *args)`` in the ready worker, which is then used up."""
-        try:
-            return self._pool.apply(fn, (self.db, *args))
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
-
-
 # --- states to start from ---------------------------------------------------------------------------
 
 
@@ -381,7 +353,7 @@ def _twice_the_rows(worker_db: str, rows: int) -> Measure:
     """Ours on a staging table twice as large, in its own database."""
     with mariadb_database(worker_db) as engine:
         total = _fill(engine, rows)
-        worker = FreshWorker(worker_db)
+        worker = FreshWorker(worker_db, warm=_warm)
         (measure,) = interleave(
             [Contender(f"ours: limit 1000, {total:,} rows", total, lambda: worker.run(_ours, BATCH), 1)],
             _then_start(lambda: _empty(engine), worker),
@@ -414,7 +386,7 @@ def main() -> None:
     with mariadb_database(DB) as engine:
         total = _fill(engine, args.rows)
         baseline_rows = min(args.baseline_rows, total)
-        worker = FreshWorker(DB)
+        worker = FreshWorker(DB, warm=_warm)
         print(
             f"product_etl benchmark: {total:,} staging rows (1 in {BAD_EVERY:,} broken), batches of {BATCH},"
             f" MariaDB; the baseline is timed on the first {baseline_rows:,} rows of each phase's share,"

@@ -147,3 +147,21 @@ def sqlite_conn(monkeypatch, data_dir):
 def any_db_conn(request):
     """The same factory on each backend in turn: dialect-sensitive code runs on all three."""
     return request.getfixturevalue(f"{request.param}_conn")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3 server (moto) shared by a module's tests; :func:`new_bucket` keeps them apart."""
+    from include.sandbox.s3_server import serve_s3
+
+    with serve_s3() as url:
+        yield url
+
+
+def new_bucket(endpoint: str, *, versioned: bool = False) -> str:
+    """A bucket of one test's own: moto's state is shared by every server in the process."""
+    from include.sandbox.s3_server import create_bucket
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    create_bucket(endpoint, name, versioned=versioned)
+    return name

@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
-import email.utils
 import io
 import json
 import logging
@@ -60,6 +59,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
+
+from include.common.httputil import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -484,7 +485,12 @@ async def fetch_export(
                         await asyncio.sleep(poll_interval)
                         continue
                     _raise_for_refusal(response, f"export {export_id!r}")
-                    last, retry_after = f"HTTP {status}", _retry_after(response)
+                    last, retry_after = (
+                        f"HTTP {status}",
+                        retry_after_seconds(
+                            response.headers.get("Retry-After") if response is not None else None
+                        ),
+                    )
                 if status == 429:
                     throttled += 1
                     wait = _backoff(retry_after, poll_interval, throttled, settings.backoff_cap_s)
@@ -579,21 +585,6 @@ def _rows(response: httpx.Response, definition: ExportDefinition) -> list[Row]:
     if not isinstance(data, list):
         raise AppMetricaError(f"{where}: data is not a list")
     return data
-
-
-def _retry_after(response: httpx.Response | None) -> float | None:
-    """``Retry-After`` in seconds (given as seconds or as an HTTP date), None when absent or unreadable."""
-    value = response.headers.get("Retry-After") if response is not None else None
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return seconds if math.isfinite(seconds) else None
 
 
 def _absolute(value: str, *, start: bool) -> str:

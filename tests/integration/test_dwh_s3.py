@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,39 +39,27 @@ from include.sandbox.s3_server import (
     s3_client,
     serve_s3,
 )
-from tests.conftest import REPO_ROOT, set_connection
+from tests.conftest import REPO_ROOT, new_bucket, set_connection
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with serve_s3() as url:
-        yield url
-
-
-def _new_bucket(endpoint: str, *, versioned: bool = False) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"  # moto's state is per process: a bucket per test isolates tests
-    create_bucket(endpoint, name, versioned=versioned)
-    return name
+@pytest.fixture
+def store(s3_endpoint) -> S3Store:
+    return S3Store(s3_client(s3_endpoint), new_bucket(s3_endpoint))
 
 
 @pytest.fixture
-def store(endpoint) -> S3Store:
-    return S3Store(s3_client(endpoint), _new_bucket(endpoint))
-
-
-@pytest.fixture
-def small_parts(endpoint) -> S3Store:
+def small_parts(s3_endpoint) -> S3Store:
     """Multipart from 5 MiB on, so that a few MiB exercise parts and server-side copies."""
     return S3Store(
-        s3_client(endpoint), _new_bucket(endpoint), part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE
+        s3_client(s3_endpoint), new_bucket(s3_endpoint), part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE
     )
 
 
 @pytest.fixture
-def versioned(endpoint) -> S3Store:
-    return S3Store(s3_client(endpoint), _new_bucket(endpoint, versioned=True))
+def versioned(s3_endpoint) -> S3Store:
+    return S3Store(s3_client(s3_endpoint), new_bucket(s3_endpoint, versioned=True))
 
 
 def put(store: S3Store, key: str, data: bytes) -> dict:
@@ -111,7 +98,7 @@ def test_server_serves_on_a_given_port_and_frees_it_when_stopped():
         port = probe.getsockname()[1]
     with serve_s3(port) as url:
         assert url == f"http://127.0.0.1:{port}"
-        bucket = _new_bucket(url, versioned=True)
+        bucket = new_bucket(url, versioned=True)
         create_bucket(url, bucket)  # idempotent
         assert s3_client(url).get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
@@ -477,37 +464,37 @@ def test_prefixes_may_end_in_a_partial_segment():
 # --- connections and failures -------------------------------------------------------------------------
 
 
-def test_store_from_the_airflow_connection(endpoint, monkeypatch):
-    bucket = _new_bucket(endpoint)
-    connect(monkeypatch, airflow_connection(endpoint, bucket))
+def test_store_from_the_airflow_connection(s3_endpoint, monkeypatch):
+    bucket = new_bucket(s3_endpoint)
+    connect(monkeypatch, airflow_connection(s3_endpoint, bucket))
     store = S3Store.from_connection()
-    assert store.bucket == bucket and store.client.meta.endpoint_url == endpoint
+    assert store.bucket == bucket and store.client.meta.endpoint_url == s3_endpoint
     put(store, "via/connection.txt", b"hi")
-    assert s3_client(endpoint).get_object(Bucket=bucket, Key="via/connection.txt")["Body"].read() == b"hi"
+    assert s3_client(s3_endpoint).get_object(Bucket=bucket, Key="via/connection.txt")["Body"].read() == b"hi"
     assert S3Store.from_connection(bucket="other").bucket == "other"
 
 
-def test_bucket_from_the_providers_service_config(endpoint, monkeypatch):
-    connection = airflow_connection(endpoint, "unused")
+def test_bucket_from_the_providers_service_config(s3_endpoint, monkeypatch):
+    connection = airflow_connection(s3_endpoint, "unused")
     connection["extra"] = {
-        "endpoint_url": endpoint,
+        "endpoint_url": s3_endpoint,
         "service_config": {"s3": {"bucket_name": "from-service"}},
     }
     connect(monkeypatch, connection)
     assert S3Store.from_connection().bucket == "from-service"
 
 
-def test_connection_without_a_bucket_is_refused(endpoint, monkeypatch):
-    connection = airflow_connection(endpoint, "unused")
+def test_connection_without_a_bucket_is_refused(s3_endpoint, monkeypatch):
+    connection = airflow_connection(s3_endpoint, "unused")
     del connection["extra"]["bucket_name"]
     connect(monkeypatch, connection)
     with pytest.raises(StorageError, match="'dwh_s3' names no bucket"):
         S3Store.from_connection()
 
 
-def test_missing_bucket_is_a_storage_error(endpoint):
+def test_missing_bucket_is_a_storage_error(s3_endpoint):
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist") as raised:
-        S3Store(s3_client(endpoint), "no-such-bucket").list_objects()
+        S3Store(s3_client(s3_endpoint), "no-such-bucket").list_objects()
     assert raised.value.status == 502
 
 

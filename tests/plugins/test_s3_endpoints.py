@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,23 +19,9 @@ from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Store
 from include.sandbox.s3_server import (
     SECRET_ACCESS_KEY,
     airflow_connection,
-    create_bucket,
     s3_client,
-    serve_s3,
 )
-from tests.conftest import set_connection
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with serve_s3() as url:
-        yield url
-
-
-def new_bucket(endpoint: str, *, versioned: bool = False) -> str:
-    name = f"t-{uuid.uuid4().hex[:12]}"  # moto's state is per process: a bucket per test isolates tests
-    create_bucket(endpoint, name, versioned=versioned)
-    return name
+from tests.conftest import new_bucket, set_connection
 
 
 @dataclass
@@ -45,7 +30,7 @@ class S3Api:
 
     client: httpx.Client
     base: str
-    endpoint: str
+    s3_endpoint: str
     bucket: str
 
     def get(self, path: str, **params: Any) -> httpx.Response:
@@ -71,19 +56,19 @@ class S3Api:
 
     def stored(self, key: str) -> bytes:
         """The object as the bucket holds it, read without the endpoints."""
-        return s3_client(self.endpoint).get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return s3_client(self.s3_endpoint).get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
 @pytest.fixture
-def s3_api(serve_services, client, endpoint) -> Callable[..., S3Api]:
+def s3_api(serve_services, client, s3_endpoint) -> Callable[..., S3Api]:
     """Factory: serve the app on a new bucket, with multipart from 5 MiB on (so a few MiB exercise
     parts and server-side copies) and ``Settings(**settings)``."""
 
     def start(*, versioned: bool = False, **settings: int) -> S3Api:
-        bucket = new_bucket(endpoint, versioned=versioned)
-        store = S3Store(s3_client(endpoint), bucket, part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE)
+        bucket = new_bucket(s3_endpoint, versioned=versioned)
+        store = S3Store(s3_client(s3_endpoint), bucket, part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE)
         base = serve_services(Services(settings=Settings(**settings), s3=lambda _conn_id: store))
-        return S3Api(client, base + "/s3", endpoint, bucket)
+        return S3Api(client, base + "/s3", s3_endpoint, bucket)
 
     return start
 
@@ -344,10 +329,10 @@ def test_a_write_without_exactly_one_file_is_400_and_another_body_415(s3):
 # ------------------------------------------------------------------------------ store and wiring
 
 
-def test_a_store_failure_is_502_without_credentials(serve_services, client, endpoint):
-    store = S3Store(s3_client(endpoint), "no-such-bucket")
+def test_a_store_failure_is_502_without_credentials(serve_services, client, s3_endpoint):
+    store = S3Store(s3_client(s3_endpoint), "no-such-bucket")
     s3 = S3Api(
-        client, serve_services(Services(s3=lambda _conn_id: store)) + "/s3", endpoint, "no-such-bucket"
+        client, serve_services(Services(s3=lambda _conn_id: store)) + "/s3", s3_endpoint, "no-such-bucket"
     )
 
     for response in (s3.get("objects"), s3.upload("a.txt", b"x")):
@@ -356,11 +341,11 @@ def test_a_store_failure_is_502_without_credentials(serve_services, client, endp
         assert SECRET_ACCESS_KEY not in response.text
 
 
-def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve_services, client, endpoint):
-    bucket = new_bucket(endpoint)
-    fields = airflow_connection(endpoint, bucket)
+def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve_services, client, s3_endpoint):
+    bucket = new_bucket(s3_endpoint)
+    fields = airflow_connection(s3_endpoint, bucket)
     set_connection(monkeypatch, "dwh_s3", fields.pop("conn_type"), **fields)
-    s3 = S3Api(client, serve_services(Services.from_airflow()) + "/s3", endpoint, bucket)
+    s3 = S3Api(client, serve_services(Services.from_airflow()) + "/s3", s3_endpoint, bucket)
 
     created = s3.upload("from/airflow.txt", b"hello")
 
