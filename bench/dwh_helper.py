@@ -145,12 +145,15 @@ def _serve(setup: ServerSetup, ready: Connection) -> None:
     from dwh_helper.services import Services, Settings
 
     class BenchTokens:
-        """Accepts :data:`TOKEN` alone, as a user who may write."""
+        """Accepts :data:`TOKEN` alone, as a user who may read and write."""
 
         def authenticate(self, token: str) -> Principal:
             if token != TOKEN:
                 raise InvalidToken("Not the benchmark's token.")
             return Principal("bench")
+
+        def may_read(self, principal: Principal) -> bool:
+            return True
 
         def may_write(self, principal: Principal) -> bool:
             return True

@@ -6,10 +6,15 @@ anonymous there), so every request to the plugin passes :func:`authenticate_requ
 * **Credentials.** ``Authorization: Bearer <token>`` (scripts: the token comes from
   ``POST /auth/token``), else the ``_token`` cookie the Airflow UI holds after a login. No token, an
   invalid, expired, tampered or revoked one: 401 with ``WWW-Authenticate: Bearer``.
-* **Reads** (GET, HEAD, OPTIONS) are open to every authenticated user, viewers included.
+* **Reads** (GET, HEAD, OPTIONS) return warehouse rows and bucket objects and start exports with the
+  stored credentials, so they take the right to read DAGs: the auth manager's
+  ``is_authorized_dag(method="GET")``, the check behind Airflow's own ``GET /api/v2/dags``. Viewer, User,
+  Op and Admin have it; under the FAB auth manager a user with only the Public role, or with no role
+  at all (FAB's way to cut someone off, and what an LDAP/OAuth role sync leaves), has not. Else 403:
+  a valid token alone proves only that the account exists.
 * **Writes** (POST, PUT, PATCH, DELETE) change the warehouse and the bucket, so they take the right to
-  change DAGs: the auth manager's ``is_authorized_dag(method="PUT")``, which Airflow's User, Op and
-  Admin roles have and Viewer has not (under the FAB and the Simple auth manager alike). Else 403.
+  change DAGs as well: ``is_authorized_dag(method="PUT")``, which User, Op and Admin have and Viewer
+  has not (under the FAB and the Simple auth manager alike). Else 403.
 * **Cross-site writes.** Airflow's CSRF protection is switched off for this blueprint (Flask-WTF
   would want a form token no API client has), so a write that rides on the cookie must prove it comes
   from a page of this site: its ``Origin`` (or, without one, its ``Referer``) must be the API server's
@@ -74,10 +79,14 @@ class Principal:
 
 
 class TokenValidator(Protocol):
-    """Turns a token into a :class:`Principal` and says whether that principal may write."""
+    """Turns a token into a :class:`Principal` and says whether that principal may read and write."""
 
     def authenticate(self, token: str) -> Principal:
         """The token's principal; raises :class:`InvalidToken` when the token proves nothing."""
+        ...
+
+    def may_read(self, principal: Principal) -> bool:
+        """Whether the principal may call the API at all (every request, reads included)."""
         ...
 
     def may_write(self, principal: Principal) -> bool:
@@ -106,6 +115,9 @@ class AirflowTokenValidator:
                 "The token is not valid: malformed, badly signed, revoked, or its user no longer exists."
             ) from None
         return Principal(name=user.get_name(), user=user)
+
+    def may_read(self, principal: Principal) -> bool:
+        return self._manager().is_authorized_dag(method="GET", user=principal.user)
 
     def may_write(self, principal: Principal) -> bool:
         return self._manager().is_authorized_dag(method="PUT", user=principal.user)
@@ -152,6 +164,12 @@ def authenticate_request() -> None:
     except InvalidToken as exc:
         log.warning("DWH helper: %s refused: invalid %s token", _request_line(), source)
         raise Unauthorized(str(exc), www_authenticate=_challenge("invalid_token")) from None
+    if not validator.may_read(principal):
+        log.warning("DWH helper: %s refused: %s may not read", _request_line(), principal.name)
+        raise Forbidden(
+            f"User {principal.name!r} may not use the DWH helper: it needs an Airflow role that may read "
+            "DAGs (Viewer, User, Op or Admin)."
+        )
     if request.method in WRITE_METHODS:
         if source == "cookie":
             _require_same_origin(principal)

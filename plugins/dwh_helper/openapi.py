@@ -129,10 +129,11 @@ def openapi_document(server_url: str, settings: Settings) -> dict[str, Any]:
 _DESCRIPTION = """\
 The DWH helper's endpoints, served by the Airflow API server under `/pluginsv2/dwh-helper`.
 
-**Authentication.** Every operation but this document and its docs page needs an Airflow user:
+**Authentication.** Every operation but this document and its pages needs an Airflow user:
 `Authorization: Bearer <token>` with a token from `POST /auth/token`, or the Airflow UI's session
-cookie. Reads are open to every user; writes (POST, PUT, PATCH, DELETE) need the User, Op or Admin
-role. Writes authenticated by the cookie must come from a page of this site.
+cookie. Every operation needs a role that may read DAGs (Viewer, User, Op or Admin; not Public, not a
+user without roles); writes (POST, PUT, PATCH, DELETE) need one that may edit DAGs as well (User, Op or
+Admin). Writes authenticated by the cookie must come from a page of this site.
 
 **Errors** are JSON: `{"error": "<HTTP status phrase>", "detail": "<what went wrong>"}`.
 """

@@ -78,11 +78,14 @@ def dwh_api(serve) -> Callable[..., str]:
 
 
 class AnyToken:
-    """A token validator that takes any Bearer token as a user who may write: for tests of what the
+    """A token validator that takes any Bearer token as a user who may read and write: for tests of what the
     endpoints do rather than of who may call them (that is ``test_auth.py``)."""
 
     def authenticate(self, token: str) -> Principal:
         return Principal(name="tester")
+
+    def may_read(self, principal: Principal) -> bool:
+        return True
 
     def may_write(self, principal: Principal) -> bool:
         return True

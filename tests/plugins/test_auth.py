@@ -28,27 +28,37 @@ from include.dwh.tables import events_part
 
 VIEWER_TOKEN = "viewer-token-3b1f"  # noqa: S105 - fixed test tokens
 EDITOR_TOKEN = "editor-token-9c2e"  # noqa: S105
+NO_ROLE_TOKEN = "no-role-token-5d7a"  # noqa: S105
 ROW = {"uuid": "u-1", "event_type": "open", "event_time": "2024-02-01 10:00:00"}
 
 
 class FixedTokens:
-    """A validator of fixed tokens: ``{token: (user name, may write)}``."""
+    """A validator of fixed tokens: ``{token: (user name, may read, may write)}``."""
 
-    def __init__(self, users: dict[str, tuple[str, bool]]) -> None:
+    def __init__(self, users: dict[str, tuple[str, bool, bool]]) -> None:
         self._users = users
 
     def authenticate(self, token: str) -> Principal:
         try:
-            name, _ = self._users[token]
+            name, _, _ = self._users[token]
         except KeyError:
             raise InvalidToken("unknown token") from None
         return Principal(name=name, user=token)
 
-    def may_write(self, principal: Principal) -> bool:
+    def may_read(self, principal: Principal) -> bool:
         return self._users[principal.user][1]
 
+    def may_write(self, principal: Principal) -> bool:
+        return self._users[principal.user][2]
 
-TOKENS = FixedTokens({VIEWER_TOKEN: ("viewer", False), EDITOR_TOKEN: ("editor", True)})
+
+TOKENS = FixedTokens(
+    {
+        VIEWER_TOKEN: ("viewer", True, False),
+        EDITOR_TOKEN: ("editor", True, True),
+        NO_ROLE_TOKEN: ("nobody", False, False),
+    }
+)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -117,6 +127,21 @@ def test_a_viewer_reads_but_may_not_write(base, sqlite_dwh_engine):
         assert response.json()["error"] == "Forbidden"
         assert "'viewer' may read but not write" in response.json()["detail"]
     assert rows_in(sqlite_dwh_engine) == 0
+
+
+def test_a_user_who_may_not_read_dags_may_neither_read_nor_write(base, sqlite_dwh_engine, caplog):
+    caplog.set_level(logging.INFO)
+    for response in (
+        httpx.get(f"{base}/dwh/events-part", headers=bearer(NO_ROLE_TOKEN)),
+        httpx.get(f"{base}/s3/objects", headers=bearer(NO_ROLE_TOKEN)),
+        httpx.post(f"{base}/dwh/events-part", json={"data": [ROW]}, headers=bearer(NO_ROLE_TOKEN)),
+        httpx.delete(f"{base}/s3/delete", params={"key": "a"}, headers=bearer(NO_ROLE_TOKEN)),
+    ):
+        assert response.status_code == 403, response.text
+        assert response.json()["error"] == "Forbidden"
+        assert "'nobody' may not use the DWH helper" in response.json()["detail"]
+    assert rows_in(sqlite_dwh_engine) == 0
+    assert "DWH helper: GET /dwh-helper/dwh/events-part refused: nobody may not read" in caplog.messages
 
 
 def test_an_editor_writes(base, sqlite_dwh_engine):
@@ -277,8 +302,10 @@ def test_airflow_s_tokens_are_checked_by_its_auth_manager(simple_auth_manager):
     reader_principal = validator.authenticate(reader)
 
     assert admin_principal.name == "admin"
+    assert validator.may_read(admin_principal)
     assert validator.may_write(admin_principal)
     assert reader_principal.name == "reader"
+    assert validator.may_read(reader_principal)
     assert not validator.may_write(reader_principal)
 
 
