@@ -5,6 +5,10 @@ Airflow 3 serves a plugin's Flask blueprints only through the FAB provider's Fla
 blueprint is listed only when the provider is installed, and otherwise the plugin still loads, says
 why the endpoints are missing, and leaves the API server alone.
 
+The API's docs page (Swagger UI) is in the Airflow UI's Docs menu, as an external view: the UI shows
+it in a frame under ``/plugin/dwh-helper-api``. Its ``href`` has no leading slash, so it resolves
+against the UI's base URL and still holds when Airflow is served under a path (``[api] base_url``).
+
 That Flask app protects every POST, PUT, PATCH and DELETE with Flask-WTF's CSRF check, which wants a
 form token no API client has. The DWH helper's blueprints are exempt: they authenticate with Airflow's
 JWT and check the origin of cookie-authenticated writes themselves (:mod:`dwh_helper.auth`).
@@ -55,12 +59,24 @@ def _exempt_from_csrf(state: BlueprintSetupState) -> None:
             csrf.exempt(blueprint)
 
 
+SERVED = _fab_installed()
+#: The docs page in the UI's menu (an ``external_views`` entry of Airflow 3's plugin interface).
+DOCS_VIEW = {
+    "name": "DWH Helper API",
+    "href": f"pluginsv2{api.url_prefix}/docs",
+    "url_route": "dwh-helper-api",
+    "category": "docs",
+    "destination": "nav",
+}
+
+
 class DwhHelperPlugin(AirflowPlugin):
     """Registers the DWH helper's blueprint (``/dwh/<table>``, ``/s3``, ``/appmetrica``, ``/amplitude``,
-    ``/openapi.json``, ``/docs``)."""
+    ``/openapi.json``, ``/docs``, ``/redoc``) and its docs page in the UI's menu."""
 
     name = "dwh_helper"
-    flask_blueprints = [api] if _fab_installed() else []
+    flask_blueprints = [api] if SERVED else []
+    external_views = [DOCS_VIEW] if SERVED else []
 
     @classmethod
     def on_load(cls, *args: object, **kwargs: object) -> None:

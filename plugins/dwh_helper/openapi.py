@@ -573,6 +573,8 @@ def _amplitude_paths() -> dict[str, Any]:
 
 
 def _docs_paths() -> dict[str, Any]:
+    from dwh_helper.docs_blueprint import ASSETS  # here: that module imports this one
+
     return {
         "/openapi.json": {
             "get": {
@@ -589,9 +591,43 @@ def _docs_paths() -> dict[str, Any]:
             "get": {
                 "tags": ["docs"],
                 "operationId": "docsPage",
-                "summary": "This document, readable (Swagger UI)",
+                "summary": "This document, readable and to try out (Swagger UI)",
                 "security": [],
                 "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {}}}},
+            }
+        },
+        "/redoc": {
+            "get": {
+                "tags": ["docs"],
+                "operationId": "redocPage",
+                "summary": "This document, readable (ReDoc)",
+                "security": [],
+                "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {}}}},
+            }
+        },
+        "/docs/assets/{name}": {
+            "get": {
+                "tags": ["docs"],
+                "operationId": "docsAsset",
+                "summary": "A script or style sheet of the docs pages (served here: no CDN)",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": sorted(ASSETS)},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            mimetype: {} for mimetype in sorted({a.mimetype for a in ASSETS.values()})
+                        },
+                    },
+                    **_errors("NotFound"),
+                },
             }
         },
     }

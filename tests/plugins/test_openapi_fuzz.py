@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,7 +134,10 @@ def test_every_route_of_the_blueprint_is_documented(app: Flask) -> None:
     """The document covers the whole API: each route of ``/dwh-helper`` and each of its methods."""
     prefix = api.url_prefix
     routes = {
-        (rule.rule.removeprefix(prefix).replace("<slug>", "{table}"), method.lower())
+        (
+            re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule.removeprefix(prefix)).replace("{slug}", "{table}"),
+            method.lower(),
+        )
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith(prefix + "/")
         for method in rule.methods - {"HEAD", "OPTIONS"}
