@@ -3,9 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# mysqlclient (pulled in by the MySQL provider) compiles against these Debian packages.
+# mysqlclient (pulled in by the MySQL provider) compiles against these Debian packages; the tests load
+# the plugin's docs pages in headless Chromium.
 missing=()
-for pkg in pkg-config libmariadb-dev gcc; do
+for pkg in pkg-config libmariadb-dev gcc chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -50,9 +50,15 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def connection_env(conn_id: str, conn_type: str, **fields) -> dict[str, str]:
+    """The environment variable that defines an Airflow connection: ``AIRFLOW_CONN_<ID>`` (JSON form)."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": conn_type, **fields})}
+
+
 def set_connection(monkeypatch, conn_id: str, conn_type: str, **fields) -> None:
-    """Expose an Airflow connection to tasks through ``AIRFLOW_CONN_<ID>`` (JSON form)."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": conn_type, **fields}))
+    """Expose an Airflow connection to tasks (and to this process) through its environment variable."""
+    for name, value in connection_env(conn_id, conn_type, **fields).items():
+        monkeypatch.setenv(name, value)
 
 
 def _mariadb_admin():
