@@ -1,8 +1,9 @@
 """Authentication and authorization of the DWH helper's endpoints, over real HTTP.
 
-Most tests serve ``create_app`` with a token validator of fixed tokens, so they exercise the request
-rules (credentials, 401/403, origins, logging) on their own; the Airflow validator is tested against
-the Simple auth manager in-process here, and end to end by ``test_plugin_api_server``.
+The plugin is served as the API server serves it (see ``conftest.py``). Most tests give it a token
+validator of fixed tokens, so they exercise the request rules (credentials, 401/403, origins, logging)
+on their own; the Airflow validator is tested against the Simple auth manager in-process here, and end
+to end by ``test_plugin_api_server``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from dwh_helper.auth import (
     AirflowTokenValidator,
     InvalidToken,
     Principal,
-    use_token_validator,
 )
 from dwh_helper.services import Services
-from flask import Flask
 
 from include.dwh.tables import events_part
+from include.sandbox.http import serve_wsgi
+from tests.plugins.conftest import MOUNT, PluginServer
 
 VIEWER_TOKEN = "viewer-token-3b1f"  # noqa: S105 - fixed test tokens
 EDITOR_TOKEN = "editor-token-9c2e"  # noqa: S105
@@ -56,11 +57,15 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def base(serve: Callable[[Flask], str], sqlite_dwh_engine: sa.Engine) -> str:
-    """The ``/dwh-helper`` URL of an app on SQLite that knows the viewer and editor tokens."""
-    app = create_app(Services(dwh_engine=sqlite_dwh_engine))
-    use_token_validator(app, TOKENS)
-    return serve(app) + api.url_prefix
+def plugin(serve: Callable[..., PluginServer], sqlite_dwh_engine: sa.Engine) -> PluginServer:
+    """The plugin on SQLite, knowing the viewer and editor tokens."""
+    return serve(Services(dwh_engine=sqlite_dwh_engine), TOKENS)
+
+
+@pytest.fixture
+def base(plugin: PluginServer) -> str:
+    """The URL of the plugin's routes, ``.../pluginsv2/dwh-helper``."""
+    return plugin.base
 
 
 def rows_in(engine: sa.Engine) -> int:
@@ -141,14 +146,14 @@ def test_the_ui_cookie_authenticates_reads_from_anywhere(base):
     [
         pytest.param({"Origin": "{origin}"}, id="same-origin"),
         pytest.param({"Origin": "{origin}/"}, id="same-origin-slash"),
-        pytest.param({"Referer": "{origin}/dwh-helper/docs"}, id="same-origin-referer"),
+        pytest.param({"Referer": "{origin}/pluginsv2/dwh-helper/docs"}, id="same-origin-referer"),
         pytest.param({"Origin": "https://airflow.example.com"}, id="configured-base-url"),
         pytest.param({"Origin": "https://AIRFLOW.example.com:443"}, id="base-url-default-port"),
     ],
 )
-def test_a_cookie_write_from_this_site_is_accepted(base, monkeypatch, headers):
+def test_a_cookie_write_from_this_site_is_accepted(plugin, base, monkeypatch, headers):
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
-    origin = base.removesuffix(api.url_prefix)
+    origin = plugin.url
     headers = {name: value.format(origin=origin) for name, value in headers.items()}
 
     response = httpx.post(
@@ -170,8 +175,8 @@ def test_a_cookie_write_from_this_site_is_accepted(base, monkeypatch, headers):
         pytest.param({}, id="neither"),
     ],
 )
-def test_a_cookie_write_from_another_site_is_403(base, sqlite_dwh_engine, headers):
-    origin = base.removesuffix(api.url_prefix)
+def test_a_cookie_write_from_another_site_is_403(plugin, base, sqlite_dwh_engine, headers):
+    origin = plugin.url
     host = origin.removeprefix("http://")
     headers = {name: value.format(origin=origin, host=host) for name, value in headers.items()}
 
@@ -194,9 +199,9 @@ def test_a_bearer_write_needs_no_origin(base):
     assert response.status_code == 201
 
 
-def test_the_user_is_logged_and_the_token_never(base, caplog):
+def test_the_user_is_logged_and_the_token_never(plugin, base, caplog):
     caplog.set_level(logging.DEBUG)
-    origin = base.removesuffix(api.url_prefix)
+    origin = plugin.url
 
     httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN))
     httpx.post(f"{base}/dwh/events-part", json={"data": [ROW]}, headers=bearer(VIEWER_TOKEN))
@@ -215,11 +220,12 @@ def test_the_user_is_logged_and_the_token_never(base, caplog):
     httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN + "-tampered"))
 
     messages = [record.getMessage() for record in caplog.records if record.name == "dwh_helper.auth"]
-    assert "DWH helper: GET /dwh-helper/dwh/events-part by editor (bearer)" in messages
-    assert "DWH helper: POST /dwh-helper/dwh/events-part by editor (cookie)" in messages
-    assert "DWH helper: POST /dwh-helper/dwh/events-part refused: viewer may not write" in messages
+    path = f"{MOUNT}{api.url_prefix}/dwh/events-part"  # as the client sent it
+    assert f"DWH helper: GET {path} by editor (bearer)" in messages
+    assert f"DWH helper: POST {path} by editor (cookie)" in messages
+    assert f"DWH helper: POST {path} refused: viewer may not write" in messages
     assert any("refused: cookie of editor sent from origin 'https://evil.example'" in m for m in messages)
-    assert "DWH helper: GET /dwh-helper/dwh/events-part refused: invalid bearer token" in messages
+    assert f"DWH helper: GET {path} refused: invalid bearer token" in messages
     assert EDITOR_TOKEN not in caplog.text
     assert VIEWER_TOKEN not in caplog.text
 
@@ -229,20 +235,24 @@ def test_the_openapi_document_and_its_page_are_public(base):
     page = httpx.get(f"{base}/docs")
 
     assert document.status_code == 200
-    assert document.json()["servers"] == [{"url": "/dwh-helper"}]
+    assert document.json()["servers"] == [{"url": f"{MOUNT}{api.url_prefix}"}]
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
-    assert '"/dwh-helper/openapi.json"' in page.text
+    assert f'"{MOUNT}{api.url_prefix}/openapi.json"' in page.text
 
 
-def test_without_airflow_s_auth_manager_every_request_is_refused(serve, sqlite_dwh_engine, monkeypatch):
+def test_without_airflow_s_auth_manager_every_request_is_refused(sqlite_dwh_engine, monkeypatch):
+    """The plain Flask app (a local run) in a process where no auth manager runs. (Airflow's host app
+    creates the auth manager itself, so there the question does not arise.)"""
     from airflow.api_fastapi import app as airflow_app
 
     monkeypatch.setattr(airflow_app._AuthManagerState, "instance", None)
-    base = serve(create_app(Services(dwh_engine=sqlite_dwh_engine))) + api.url_prefix
+    with serve_wsgi(create_app(Services(dwh_engine=sqlite_dwh_engine))) as url:
+        base = url + api.url_prefix
+        refused = httpx.get(f"{base}/dwh/events-part")
+        response = httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN))
 
-    assert httpx.get(f"{base}/dwh/events-part").status_code == 401
-    response = httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN))
+    assert refused.status_code == 401
     assert response.status_code == 503
     assert "auth manager" in response.json()["detail"]
 
@@ -263,7 +273,16 @@ def simple_auth_manager(airflow_db, monkeypatch):
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "s" * 64)
     manager = SimpleAuthManager()
     monkeypatch.setattr(airflow_app._AuthManagerState, "instance", manager)
-    return manager
+    _forget_jwt_keys()  # signer and validator are cached per class, with the secret of their first use
+    yield manager
+    _forget_jwt_keys()
+
+
+def _forget_jwt_keys() -> None:
+    from airflow.api_fastapi.auth.managers.base_auth_manager import BaseAuthManager
+
+    BaseAuthManager._get_token_signer.cache_clear()
+    BaseAuthManager._get_token_validator.cache_clear()
 
 
 def test_airflow_s_tokens_are_checked_by_its_auth_manager(simple_auth_manager):

@@ -9,13 +9,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from dwh_helper.app import create_app
-from dwh_helper.auth import use_token_validator
 from dwh_helper.services import Services, Settings
 
 from include.common.db import engine_for
 from include.dwh.tables import TABLES, create_all, events_part, row_from_event, tmp_event_properties
-from tests.plugins.conftest import AnyToken
 
 
 def amplitude_event(i: int) -> dict[str, Any]:
@@ -393,11 +390,9 @@ def test_get_rejects_bad_limit_and_offset(sqlite_dwh_engine, dwh_api, params, de
 
 def test_default_services_use_the_dwh_db_connection_and_create_the_tables(sqlite_conn, serve):
     sqlite_conn("dwh_db", "dwh.sqlite")
-    app = create_app()
-    use_token_validator(app, AnyToken())
-    base = serve(app)
+    base = serve(None).base
 
-    created = post(f"{base}/dwh-helper/dwh/user-locations", {"data": [{"uuid": "u-1", "city": "Pune"}]})
+    created = post(f"{base}/dwh/user-locations", {"data": [{"uuid": "u-1", "city": "Pune"}]})
 
     assert created.status_code == 201
     engine = engine_for("dwh_db")

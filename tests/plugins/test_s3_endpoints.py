@@ -22,16 +22,22 @@ from include.sandbox.s3_server import (
     s3_client,
 )
 from tests.conftest import new_bucket, set_connection
+from tests.plugins.conftest import PluginServer
 
 
 @dataclass
 class S3Api:
-    """The ``/s3`` endpoints of one served app, and the bucket behind them."""
+    """The ``/s3`` endpoints of one served plugin, and the bucket and store behind them."""
 
     client: httpx.Client
-    base: str
+    plugin: PluginServer
     s3_endpoint: str
     bucket: str
+    store: S3Store | None = None  # None: the one the plugin builds from the Airflow connection
+
+    @property
+    def base(self) -> str:
+        return f"{self.plugin.base}/s3"
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return self.client.get(f"{self.base}/{path}", params=params)
@@ -60,15 +66,15 @@ class S3Api:
 
 
 @pytest.fixture
-def s3_api(serve_services, client, s3_endpoint) -> Callable[..., S3Api]:
-    """Factory: serve the app on a new bucket, with multipart from 5 MiB on (so a few MiB exercise
+def s3_api(serve, client, s3_endpoint) -> Callable[..., S3Api]:
+    """Factory: serve the plugin on a new bucket, with multipart from 5 MiB on (so a few MiB exercise
     parts and server-side copies) and ``Settings(**settings)``."""
 
     def start(*, versioned: bool = False, **settings: int) -> S3Api:
         bucket = new_bucket(s3_endpoint, versioned=versioned)
         store = S3Store(s3_client(s3_endpoint), bucket, part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE)
-        base = serve_services(Services(settings=Settings(**settings), s3=lambda _conn_id: store))
-        return S3Api(client, base + "/s3", s3_endpoint, bucket)
+        plugin = serve(Services(settings=Settings(**settings), s3=lambda _conn_id: store))
+        return S3Api(client, plugin, s3_endpoint, bucket, store)
 
     return start
 
@@ -329,11 +335,9 @@ def test_a_write_without_exactly_one_file_is_400_and_another_body_415(s3):
 # ------------------------------------------------------------------------------ store and wiring
 
 
-def test_a_store_failure_is_502_without_credentials(serve_services, client, s3_endpoint):
+def test_a_store_failure_is_502_without_credentials(serve, client, s3_endpoint):
     store = S3Store(s3_client(s3_endpoint), "no-such-bucket")
-    s3 = S3Api(
-        client, serve_services(Services(s3=lambda _conn_id: store)) + "/s3", s3_endpoint, "no-such-bucket"
-    )
+    s3 = S3Api(client, serve(Services(s3=lambda _conn_id: store)), s3_endpoint, "no-such-bucket", store)
 
     for response in (s3.get("objects"), s3.upload("a.txt", b"x")):
         assert response.status_code == 502
@@ -341,11 +345,11 @@ def test_a_store_failure_is_502_without_credentials(serve_services, client, s3_e
         assert SECRET_ACCESS_KEY not in response.text
 
 
-def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve_services, client, s3_endpoint):
+def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve, client, s3_endpoint):
     bucket = new_bucket(s3_endpoint)
     fields = airflow_connection(s3_endpoint, bucket)
     set_connection(monkeypatch, "dwh_s3", fields.pop("conn_type"), **fields)
-    s3 = S3Api(client, serve_services(Services.from_airflow()) + "/s3", s3_endpoint, bucket)
+    s3 = S3Api(client, serve(Services.from_airflow()), s3_endpoint, bucket)
 
     created = s3.upload("from/airflow.txt", b"hello")
 
