@@ -8,6 +8,12 @@ in the host app. :func:`create_app` serves the same blueprint from a plain Flask
 Every route of every child shares what the parent sets up: the :func:`authenticate` hook, the
 request-size limit, and JSON errors ``{"error": ..., "detail": ...}`` with the right status.
 
+Inside Airflow the host app (the FAB provider's) has HTML error pages of its own, registered by status
+code, which Flask would prefer to a blueprint's handler registered by class; and it answers paths no
+route matches (unknown URLs, wrong methods) before any blueprint is involved. So the parent registers
+its JSON handler for every status code too, and answers the routing errors of paths under its own
+prefix in JSON; Airflow's pages stay as they are everywhere else.
+
 Adding an endpoint group (``/s3``, ``/appmetrica``, ``/amplitude``)::
 
     # dwh_helper/s3_blueprint.py
@@ -32,7 +38,8 @@ import logging
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
+from werkzeug.routing import RequestRedirect
 
 from dwh_helper.amplitude_blueprint import amplitude
 from dwh_helper.appmetrica_blueprint import appmetrica
@@ -58,6 +65,24 @@ api.register_blueprint(amplitude)
 def _install_services(state: BlueprintSetupState) -> None:
     """Give a host app without DWH helper services (Airflow's) the ones built from Airflow itself."""
     state.app.extensions.setdefault(EXTENSION_KEY, Services.from_airflow())
+
+
+@api.record_once
+def _answer_routing_errors_in_json(state: BlueprintSetupState) -> None:
+    """Answer a request under this blueprint's prefix that matches no route (an unknown path, a wrong
+    method) with JSON. The host app sees such a request before any blueprint does, so this is an
+    app-wide hook, and it leaves every other path to the host app."""
+    prefix = state.url_prefix or ""
+
+    def routing_error() -> tuple[Response, int] | None:
+        error = request.routing_exception
+        if not isinstance(error, HTTPException) or isinstance(error, RequestRedirect):
+            return None
+        if request.path != prefix and not request.path.startswith(prefix + "/"):
+            return None
+        return json_error(error)
+
+    state.app.before_request(routing_error)
 
 
 @api.before_request
@@ -110,6 +135,8 @@ def _internal_error(exc: Exception) -> tuple[Response, int]:
 
 
 api.register_error_handler(HTTPException, json_error)
+for _code in default_exceptions:  # before the host app's handlers of a status code (Airflow's HTML pages)
+    api.register_error_handler(_code, json_error)
 api.register_error_handler(ServiceNotConfigured, _not_configured)
 api.register_error_handler(sa.exc.SQLAlchemyError, _database_error)
 api.register_error_handler(Exception, _internal_error)

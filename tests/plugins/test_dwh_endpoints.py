@@ -319,6 +319,24 @@ def test_wrong_method_is_405_in_json(sqlite_dwh_engine, dwh_api):
     assert "POST" in response.headers["Allow"]
 
 
+def test_unknown_paths_under_the_plugin_are_404_in_json_and_airflow_keeps_its_pages(sqlite_dwh_engine, serve):
+    plugin = serve(Services(dwh_engine=sqlite_dwh_engine))
+    mount = plugin.base.removesuffix("/dwh-helper")
+
+    ours = [HTTP.get(f"{plugin.base}/{path}") for path in ("nothing", "dwh/events-part/1", "dwh", "")]
+    anonymous = httpx.get(f"{plugin.base}/nothing")
+    airflow_s = [httpx.get(f"{mount}/{path}") for path in ("nothing", "dwh-helperx/dwh/events-part")]
+
+    for response in [*ours, anonymous]:
+        assert response.status_code == 404, response.url
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == "Not Found"
+        assert "requested URL was not found" in response.json()["detail"]
+    for response in airflow_s:
+        assert response.status_code == 404
+        assert response.headers["Content-Type"].startswith("text/html")
+
+
 def five_rows_body() -> bytes:
     rows = [{"uuid": f"u-{i}", "event_properties": {}} for i in range(5)]
     return json.dumps({"data": rows}).encode()
