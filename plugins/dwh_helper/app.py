@@ -33,6 +33,7 @@ been registered on an app.
 
 from __future__ import annotations
 
+import io
 import logging
 
 import sqlalchemy as sa
@@ -99,14 +100,24 @@ def authenticate() -> None:
 @api.before_request
 def limit_request_body() -> None:
     """Refuse a body over ``max_request_bytes`` by its ``Content-Length``, before anything reads it;
-    and make Werkzeug's own readers (form parsing, ``request.stream``) enforce the limit too. Views
-    read raw bodies with :func:`dwh_helper.services.read_body`, which also bounds chunked bodies."""
+    and make Werkzeug's readers (``request.get_data``, form parsing) refuse a body without one (chunked
+    transfer) once they have read more than the limit.
+
+    Werkzeug reads a body without ``Content-Length`` only from a server that says it ends the input
+    itself (``wsgi.input_terminated``); otherwise it reads nothing, and a chunked POST would look
+    empty. Starlette's WSGI bridge, through which Airflow serves the plugin, hands over the whole
+    body already read, in memory (a ``BytesIO``), but does not say so; such an input is marked here.
+    """
     limit = services().settings.max_request_bytes
-    request.max_content_length = limit
+    # Werkzeug refuses a body without Content-Length once it has read max_content_length bytes and
+    # is asked for more: one byte over the limit tells "too large" from "exactly the limit".
+    request.max_content_length = limit + 1
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge(
             f"The body has {request.content_length} bytes; at most {limit} are accepted."
         )
+    if request.content_length is None and isinstance(request.environ["wsgi.input"], io.BytesIO):
+        request.environ["wsgi.input_terminated"] = True
 
 
 def json_error(exc: HTTPException) -> tuple[Response, int]:

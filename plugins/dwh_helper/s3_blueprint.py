@@ -40,7 +40,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from werkzeug.http import HTTP_STATUS_CODES
 
-from dwh_helper.services import int_arg, json_response, required_arg, services
+from dwh_helper.services import body_limit, int_arg, json_response, required_arg, services
 from include.dwh.s3 import MAX_LIST_KEYS, S3Error, validate_key
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,8 @@ def _uploaded_file() -> FileStorage:
         raise UnsupportedMediaType(
             f"Send the bytes as multipart/form-data, in the form field {FILE_FIELD!r}."
         )
-    files = request.files.getlist(FILE_FIELD)
+    with body_limit():
+        files = request.files.getlist(FILE_FIELD)
     if len(files) != 1:
         raise BadRequest(
             f"The form must hold exactly one file in the field {FILE_FIELD!r}; it holds {len(files)}."

@@ -259,6 +259,39 @@ def test_a_20_mib_upload_streams_through_and_downloads_identically(s3):
     assert created.json()["etag"].endswith('-4"')  # a multipart upload: 5 + 5 + 5 + 5 MiB
 
 
+def multipart(data: bytes) -> tuple[bytes, str]:
+    """``data`` as the form field ``file`` of a multipart body: the body and its Content-Type."""
+    form = httpx.Request("POST", "http://form", files={"file": ("f.bin", data)})
+    return form.read(), form.headers["Content-Type"]
+
+
+def test_a_chunked_upload_is_read_whole_up_to_the_limit(s3_api):
+    """A body sent with ``Transfer-Encoding: chunked`` has no Content-Length: it is read all the same,
+    up to the limit itself (a larger one is 413, see below)."""
+    limit = 64 * 1024
+    s3 = s3_api(max_request_bytes=limit)
+    small = bytes(range(256)) * 100
+    overhead = len(multipart(small)[0]) - len(small)
+    at_limit = b"L" * (limit - overhead)
+    responses = {}
+
+    for key, data in (("chunked/small.bin", small), ("chunked/at-limit.bin", at_limit)):
+        body, content_type = multipart(data)
+        responses[key] = s3.client.post(
+            f"{s3.base}/upload",
+            params={"key": key},
+            content=iter([body[:1000], body[1000:]]),
+            headers={"Content-Type": content_type},
+        )
+
+    for key, data in (("chunked/small.bin", small), ("chunked/at-limit.bin", at_limit)):
+        response = responses[key]
+        assert "Content-Length" not in response.request.headers
+        assert response.status_code == 201, response.text
+        assert response.json()["size"] == len(data) and s3.stored(key) == data
+    assert len(multipart(at_limit)[0]) == limit
+
+
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_body_over_the_limit_is_413_and_nothing_is_written(s3_api, chunked):
     s3 = s3_api(max_request_bytes=64 * 1024)
