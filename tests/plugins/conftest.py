@@ -19,6 +19,7 @@ on an engine with chosen settings and returns the base URL of its routes.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from dwh_helper.services import EXTENSION_KEY, Services, Settings  # noqa: E402
 
 #: Where the API server mounts the Flask app of the plugins' blueprints.
 MOUNT = "/pluginsv2"
+WORKDIR_VARIABLE = "AIRFLOW_VAR_DWH_AMPLITUDE_WORKDIR"
 
 
 class AnyToken:
@@ -79,16 +81,25 @@ class PluginServer:
 def airflow_plugin_host(
     services: Services | None,
     validator: TokenValidator | None = AnyToken(),  # noqa: B008 - stateless
+    *,
+    amplitude_workdir: Path,
 ) -> tuple[Any, Flask]:
     """A new FastAPI app with the plugins' Flask app mounted by Airflow's own code, and that Flask app,
     given ``services`` and ``validator`` (``None`` keeps what the plugin installs in Airflow:
-    ``Services.from_airflow()``, Airflow's auth manager)."""
+    ``Services.from_airflow()``, Airflow's auth manager).
+
+    The plugin removes the abandoned Amplitude exports of its work directory when it starts: unless
+    the test names one (the Variable ``dwh_amplitude_workdir``), that is ``amplitude_workdir`` rather
+    than the temporary directory other processes on this machine share."""
     from airflow.api_fastapi.core_api.app import init_flask_plugins
     from fastapi import FastAPI
     from starlette.routing import Mount
 
     asgi_app = FastAPI()
-    init_flask_plugins(asgi_app)
+    with pytest.MonkeyPatch.context() as patch:
+        if WORKDIR_VARIABLE not in os.environ:
+            patch.setenv(WORKDIR_VARIABLE, str(amplitude_workdir))
+        init_flask_plugins(asgi_app)
     [mount] = [route for route in asgi_app.routes if isinstance(route, Mount) and route.path == MOUNT]
     flask_app = mount.app.app  # Mount -> WSGIMiddleware -> the FAB provider's Flask app
     if services is not None:
@@ -122,18 +133,20 @@ class ServerPool:
 
 
 @pytest.fixture(scope="session")
-def plugin_host_environment(airflow_db) -> None:
-    """What a host app needs: the migrated metadata database."""
+def host_workdir(airflow_db, tmp_path_factory) -> Path:
+    """What a host app needs: the migrated metadata database, and the session's own directory for
+    the plugin's Amplitude exports (see :func:`airflow_plugin_host`)."""
+    return tmp_path_factory.mktemp("amplitude-exports")
 
 
 @pytest.fixture(scope="session")
-def server_pool(plugin_host_environment) -> Iterator[ServerPool]:
+def server_pool(host_workdir) -> Iterator[ServerPool]:
     with contextlib.ExitStack() as running:
         yield ServerPool(running)
 
 
 @pytest.fixture
-def serve(server_pool) -> Iterator[Callable[..., PluginServer]]:
+def serve(server_pool, host_workdir) -> Iterator[Callable[..., PluginServer]]:
     """Factory: a new host app serving the plugin with ``services`` and ``validator`` (see
     :func:`airflow_plugin_host`) on a server of its own. When the test ends, each server finishes the
     requests still running before another test gets it."""
@@ -142,7 +155,7 @@ def serve(server_pool) -> Iterator[Callable[..., PluginServer]]:
         services: Services | None,
         validator: TokenValidator | None = AnyToken(),  # noqa: B008 - stateless
     ) -> PluginServer:
-        asgi_app, flask_app = airflow_plugin_host(services, validator)
+        asgi_app, flask_app = airflow_plugin_host(services, validator, amplitude_workdir=host_workdir)
         server = server_pool.lend()
         server.app = asgi_app
         return PluginServer(server, flask_app)

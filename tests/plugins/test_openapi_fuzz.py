@@ -54,7 +54,7 @@ CONFIG = SchemathesisConfig.from_dict(
 
 
 @pytest.fixture(scope="module")
-def plugin(plugin_host_environment, tmp_path_factory) -> Iterator[PluginServer]:
+def plugin(host_workdir, tmp_path_factory) -> Iterator[PluginServer]:
     """The DWH helper with every service it can have, reached through real sockets."""
     workdir = tmp_path_factory.mktemp("fuzz")
     appmetrica = AppMetricaSimulator(ready_after_polls=0, rows_per_day=4)
@@ -81,7 +81,8 @@ def plugin(plugin_host_environment, tmp_path_factory) -> Iterator[PluginServer]:
                 s3=lambda _conn_id: store,
                 appmetrica=lambda _conn_id: access,
                 amplitude=lambda conn_id: _credentials(projects, conn_id, amplitude_url),
-            )
+            ),
+            amplitude_workdir=host_workdir,
         )
         with serve_asgi(asgi_app) as server:
             yield PluginServer(server, flask_app)
