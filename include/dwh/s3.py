@@ -178,12 +178,8 @@ def _describe(exc: BotoCoreError) -> str:
 
 
 @dataclass
-class S3Download:
-    """An object being downloaded: its metadata now, its bytes on demand.
-
-    Stream it with :meth:`chunks` (which closes the connection when done or abandoned), e.g. as a Flask
-    response body; or use it as a context manager and read ``body`` directly.
-    """
+class ObjectMeta:
+    """What a HEAD of an object tells: enough to describe a download without opening it."""
 
     key: str
     size: int
@@ -191,6 +187,28 @@ class S3Download:
     last_modified: str
     content_type: str | None
     version_id: str | None
+
+    @classmethod
+    def from_response(cls, key: str, response: dict[str, Any]) -> ObjectMeta:
+        """The metadata of a HeadObject or GetObject answer."""
+        return cls(
+            key=key,
+            size=response["ContentLength"],
+            etag=response["ETag"],
+            last_modified=_iso(response["LastModified"]),
+            content_type=response.get("ContentType"),
+            version_id=_version(response),
+        )
+
+
+@dataclass
+class S3Download(ObjectMeta):
+    """An object being downloaded: its metadata now, its bytes on demand.
+
+    Stream it with :meth:`chunks` (which closes the connection when done or abandoned), e.g. as a Flask
+    response body; or use it as a context manager and read ``body`` directly.
+    """
+
     body: StreamingBody
 
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -318,20 +336,18 @@ class S3Store:
             "content_type": head.get("ContentType"),
         }
 
+    def head(self, key: str) -> ObjectMeta:
+        """The object's metadata, without opening its bytes; raises :class:`NotFound` when it does not
+        exist."""
+        validate_key(key)
+        return ObjectMeta.from_response(key, self._require(key, "download"))
+
     def download(self, key: str) -> S3Download:
         """Open the object for streaming; raises :class:`NotFound` when it does not exist."""
         validate_key(key)
         with self._translate("download", key):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
-        return S3Download(
-            key=key,
-            size=response["ContentLength"],
-            etag=response["ETag"],
-            last_modified=_iso(response["LastModified"]),
-            content_type=response.get("ContentType"),
-            version_id=_version(response),
-            body=response["Body"],
-        )
+        return S3Download(**vars(ObjectMeta.from_response(key, response)), body=response["Body"])
 
     def upload(self, key: str, fileobj: Readable, content_type: str | None = None) -> dict[str, Any]:
         """Create or replace the object with the bytes of ``fileobj``, read to its end.

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from dwh_helper.services import Services, Settings
 
-from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Store
+from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Download, S3Store
 from include.sandbox.s3_server import (
     SECRET_ACCESS_KEY,
     airflow_connection,
@@ -65,6 +65,23 @@ class S3Api:
         return s3_client(self.s3_endpoint).get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
+class RecordingStore(S3Store):
+    """The store, keeping every download it opens, to see whether its connection to S3 was closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.downloads: list[S3Download] = []
+
+    def download(self, key: str) -> S3Download:
+        opened = super().download(key)
+        self.downloads.append(opened)
+        return opened
+
+    def still_open(self) -> list[str]:
+        """Keys of the downloads whose HTTP response from S3 is not closed."""
+        return [opened.key for opened in self.downloads if not opened.body._raw_stream.closed]
+
+
 @pytest.fixture
 def s3_api(serve, client, s3_endpoint) -> Callable[..., S3Api]:
     """Factory: serve the plugin on a new bucket, with multipart from 5 MiB on (so a few MiB exercise
@@ -72,7 +89,9 @@ def s3_api(serve, client, s3_endpoint) -> Callable[..., S3Api]:
 
     def start(*, versioned: bool = False, **settings: int) -> S3Api:
         bucket = new_bucket(s3_endpoint, versioned=versioned)
-        store = S3Store(s3_client(s3_endpoint), bucket, part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE)
+        store = RecordingStore(
+            s3_client(s3_endpoint), bucket, part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE
+        )
         plugin = serve(Services(settings=Settings(**settings), s3=lambda _conn_id: store))
         return S3Api(client, plugin, s3_endpoint, bucket, store)
 
@@ -257,6 +276,30 @@ def test_a_20_mib_upload_streams_through_and_downloads_identically(s3):
     assert created.status_code == 201 and created.json()["size"] == len(data)
     assert size == len(data) and digest.digest() == hashlib.sha256(data).digest()
     assert created.json()["etag"].endswith('-4"')  # a multipart upload: 5 + 5 + 5 + 5 MiB
+
+
+def test_a_head_of_a_download_opens_nothing_and_an_abandoned_download_is_closed(s3):
+    """HEAD answers from the object's metadata. A client that hangs up early leaves the S3 connection
+    closed all the same: Airflow's WSGI bridge never calls the response's close()."""
+    data = hashlib.sha256(b"seed").digest() * (12 * MIB // 32)
+    s3.upload("big/12mib.bin", data)
+
+    head = s3.client.head(f"{s3.base}/download", params={"key": "big/12mib.bin"})
+    missing = s3.client.head(f"{s3.base}/download", params={"key": "big/none.bin"})
+    s3.plugin.server.wait_idle()
+    opened_by_head = [opened.key for opened in s3.store.downloads]
+    with s3.client.stream("GET", f"{s3.base}/download", params={"key": "big/12mib.bin"}) as response:
+        first = next(response.iter_raw(64 * 1024))
+    s3.plugin.server.wait_idle()
+
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.headers["ETag"] == s3.info("big/12mib.bin")["etag"]
+    assert head.headers["Content-Disposition"] == "attachment; filename=12mib.bin"
+    assert missing.status_code == 404
+    assert opened_by_head == []
+    assert len(first) < len(data) and [opened.key for opened in s3.store.downloads] == ["big/12mib.bin"]
+    assert s3.store.still_open() == []
 
 
 def multipart(data: bytes) -> tuple[bytes, str]:
