@@ -335,7 +335,8 @@ def _s3_paths() -> dict[str, Any]:
                     _query(
                         "continuation",
                         {"type": "string"},
-                        "The `next_token` of the previous page, to get the next one.",
+                        "The `next_token` of the previous page (with the same `prefix`), to get the "
+                        "next one; any other value is refused (400).",
                     ),
                 ],
                 "responses": {

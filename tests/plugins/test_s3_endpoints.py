@@ -173,6 +173,33 @@ def test_listing_pages_with_max_keys_and_continuation(s3):
     assert s3.get("objects").json()["count"] == 6  # no prefix: the whole bucket
 
 
+@pytest.mark.parametrize(
+    "continuation",
+    ["garbage", "NjZkNGE3", "eyJhZnRlciI6IDF9", "%%%", "dGVzdA==", "x" * 2000],
+    ids=["word", "base64-not-json", "json-not-a-position", "symbols", "padded", "long"],
+)
+def test_a_continuation_that_is_no_next_token_is_400(s3, continuation):
+    s3.upload("logs/a.txt", b"a")
+
+    response = s3.get("objects", prefix="logs/", continuation=continuation)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "Bad Request"
+    assert "next_token of a previous page" in response.json()["detail"]
+
+
+def test_a_next_token_continues_only_its_own_listing(s3):
+    for key in ("logs/a.txt", "logs/b.txt", "other/c.txt"):
+        s3.upload(key, b"x")
+    token = s3.get("objects", prefix="logs/", max_keys="1").json()["next_token"]
+
+    same = s3.get("objects", prefix="logs/", continuation=token)
+    other = s3.get("objects", prefix="other/", continuation=token)
+
+    assert [obj["Key"] for obj in same.json()["objects"]] == ["logs/b.txt"]
+    assert other.status_code == 400 and "same prefix" in other.json()["detail"]
+
+
 def test_a_non_ascii_key_round_trips_and_names_the_download(s3):
     key = "отчёты/итог 2024.json"
     data = json.dumps({"total": 1}).encode()
