@@ -193,6 +193,8 @@ def _check_json(value: Any) -> tuple[Any, int]:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
         raise _Invalid("contains NaN or Infinity, which JSON cannot represent") from None
+    except RecursionError:  # a value parsed just below the interpreter's limit, written a few calls deeper
+        raise _Invalid("nests arrays or objects too deeply") from None
     return text, _utf8_size(text)
 
 

@@ -168,6 +168,16 @@ def _value(text: str, pos: int) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
         raise BodyError(f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:  # the parser recurses once per level: Python's recursion limit is the bound
+        raise BodyError(
+            f"The body nests arrays or objects too deeply to be read (from {_where(text, pos)} on)."
+        ) from None
+
+
+def _where(text: str, pos: int) -> str:
+    """Line, column and character offset of ``pos``, as json's own messages give them."""
+    error = json.JSONDecodeError("", text, pos)
+    return f"line {error.lineno} column {error.colno} (char {pos})"
 
 
 def _invalid(message: str, text: str, pos: int) -> str:

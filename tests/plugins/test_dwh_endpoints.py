@@ -337,6 +337,33 @@ def test_unknown_paths_under_the_plugin_are_404_in_json_and_airflow_keeps_its_pa
         assert response.headers["Content-Type"].startswith("text/html")
 
 
+# ------------------------------------------------------------------------------------- deep JSON
+
+DEPTH = 50_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"data": [' + "[" * DEPTH + "]" * DEPTH + "]}",
+        '{"data": [{"uuid": "u", "event_properties": ' + '{"a": ' * DEPTH + "1" + "}" * DEPTH + "}]}",
+    ],
+    ids=["nested-rows", "nested-value"],
+)
+def test_a_body_nested_too_deeply_is_400(sqlite_dwh_engine, dwh_api, body):
+    base = dwh_api(sqlite_dwh_engine)
+
+    response = HTTP.post(
+        f"{base}/dwh/event-properties", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error"] == "Bad Request"
+    assert "nests arrays or objects too deeply" in response.json()["detail"]
+    assert "line 1 column 11 (char 10)" in response.json()["detail"]  # where the first row starts
+    assert db_rows(sqlite_dwh_engine, tmp_event_properties) == []
+
+
 def five_rows_body() -> bytes:
     rows = [{"uuid": f"u-{i}", "event_properties": {}} for i in range(5)]
     return json.dumps({"data": rows}).encode()

@@ -190,6 +190,16 @@ def test_json_columns_take_objects_that_json_can_represent():
     ]
 
 
+def test_a_json_value_too_deep_to_write_is_invalid():
+    deep: dict[str, Any] = {}
+    for _ in range(100_000):  # deeper than Python's recursion limit, which json.dumps works within
+        deep = {"a": deep}
+
+    assert errors_of(tmp_event_properties, {"uuid": "u", "event_properties": deep}) == [
+        ("event_properties", "nests arrays or objects too deeply")
+    ]
+
+
 def test_all_problems_of_a_row_are_reported_together():
     assert errors_of(events_part, {"uuid": None, "event_time": "soon", "extra": 1}) == [
         ("event_time", "'soon' is not an ISO 8601 timestamp"),
