@@ -182,7 +182,10 @@ def _check_timestamp(value: Any) -> tuple[Any, int]:
     except ValueError:
         raise _Invalid(f"{_shown(value)} is not an ISO 8601 timestamp") from None
     if timestamp.tzinfo is not None:
-        timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is in year 0 in UTC
+            raise _Invalid(f"{_shown(value)} is outside the years 1 to 9999 once converted to UTC") from None
     return timestamp, FIXED_VALUE_BYTES
 
 

@@ -364,6 +364,35 @@ def test_a_body_nested_too_deeply_is_400(sqlite_dwh_engine, dwh_api, body):
     assert db_rows(sqlite_dwh_engine, tmp_event_properties) == []
 
 
+# ---------------------------------------------------------------------------- timestamps' limits
+
+
+def test_timestamps_beyond_the_years_utc_can_hold_are_422_naming_row_and_field(dwh_engine, dwh_api):
+    base = dwh_api(dwh_engine)
+    rows = [
+        {"uuid": "first", "event_type": "open", "event_time": "0001-01-01T00:00:00"},
+        {"uuid": "early", "event_type": "open", "event_time": "0001-01-01T00:00:00+05:00"},
+        {"uuid": "late", "event_type": "open", "event_time": "9999-12-31T23:59:59.999999-00:01"},
+        {"uuid": "last", "event_type": "open", "event_time": "9999-12-31T23:59:59.999999+00:00"},
+    ]
+
+    refused = post(f"{base}/dwh/events-part", {"data": rows})
+    written = post(f"{base}/dwh/events-part", {"data": [rows[0], rows[3]]})
+
+    assert refused.status_code == 422, refused.text
+    assert [(e["row"], e["field"]) for e in refused.json()["errors"]] == [
+        (1, "event_time"),
+        (2, "event_time"),
+    ]
+    assert "outside the years 1 to 9999 once converted to UTC" in refused.json()["errors"][0]["message"]
+    assert written.status_code == 201
+    stored = db_rows(dwh_engine, events_part)
+    assert [row["event_time"] for row in stored] == [
+        dt.datetime(1, 1, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    ]
+
+
 def five_rows_body() -> bytes:
     rows = [{"uuid": f"u-{i}", "event_properties": {}} for i in range(5)]
     return json.dumps({"data": rows}).encode()

@@ -146,6 +146,8 @@ def test_amplitude_timestamps_parse_naive_as_utc():
         ("uuid", "\ud800", "unpaired UTF-16 surrogate"),
         ("event_time", "2024-13-01", "'2024-13-01' is not an ISO 8601 timestamp"),
         ("event_time", 1706781600000, "expected an ISO 8601 timestamp string, got a number"),
+        ("event_time", "0001-01-01T00:00:00+05:00", "is outside the years 1 to 9999 once converted to UTC"),
+        ("event_time", "9999-12-31T23:30:00-01:00", "is outside the years 1 to 9999 once converted to UTC"),
         ("event_type", None, "is required"),
         ("amplitude_id", "42", "expected an integer, got a string"),
         ("amplitude_id", True, "expected an integer, got a boolean"),
