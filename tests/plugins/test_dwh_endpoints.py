@@ -114,7 +114,7 @@ def test_every_table_round_trips_through_post_and_get(dwh_engine, dwh_api):
         assert len({row["loaded_at"] for row in stored}) == 1  # one write, one loaded_at
 
         listed = HTTP.get(f"{base}/dwh/{slug}").json()
-        assert listed["count"] == 3
+        assert (listed["count"], listed["total"]) == (3, 3)
         assert [row["id"] for row in listed["rows"]] == result["inserted_ids"]
         for sent, got in zip(posted, listed["rows"], strict=True):
             assert list(got) == [column.name for column in table.columns]  # table order, all columns
@@ -434,10 +434,13 @@ def test_get_pages_by_limit_and_offset_in_id_order(dwh_engine, dwh_api):
     largest = HTTP.get(url, params={"limit": 20, "offset": 10}).json()
     beyond = HTTP.get(url, params={"offset": 100}).json()
 
-    assert default["count"] == 25 and [r["id"] for r in default["rows"]] == ids[:10]
+    assert [r["id"] for r in default["rows"]] == ids[:10]
     assert [r["event_properties"] for r in page["rows"]] == [{"i": i} for i in range(20, 25)]
     assert [r["id"] for r in largest["rows"]] == ids[10:25]
-    assert beyond == {"rows": [], "count": 25}
+    # count: the rows in the answer, as in the DWH Helper; total: the rows in the table
+    assert [(d["count"], d["total"]) for d in (default, page, largest)] == [(10, 25), (5, 25), (15, 25)]
+    assert list(default) == ["rows", "count", "total"]
+    assert beyond == {"rows": [], "count": 0, "total": 25}
 
 
 @pytest.mark.parametrize(
