@@ -8,6 +8,7 @@ to end by ``test_plugin_api_server``.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 
@@ -23,8 +24,11 @@ from dwh_helper.auth import (
 )
 from dwh_helper.services import Services
 
+from include.dwh.s3 import S3Store
 from include.dwh.tables import events_part
 from include.sandbox.http import serve_wsgi
+from include.sandbox.s3_server import s3_client
+from tests.conftest import new_bucket
 from tests.plugins.conftest import MOUNT, PluginServer
 
 VIEWER_TOKEN = "viewer-token-3b1f"  # noqa: S105 - fixed test tokens
@@ -122,6 +126,56 @@ def test_a_viewer_reads_but_may_not_write(base, sqlite_dwh_engine):
         assert response.json()["error"] == "Forbidden"
         assert "'viewer' may read but not write" in response.json()["detail"]
     assert rows_in(sqlite_dwh_engine) == 0
+
+
+def write_every_way(base: str, headers: dict[str, str], key: str) -> dict[str, httpx.Response]:
+    """Each write the plugin offers, on the S3 object ``key``: upload, update (PUT), patch (PATCH),
+    delete."""
+    url, params = f"{base}/s3", {"key": key}
+    with httpx.Client(headers=headers, timeout=30) as http:
+        return {
+            "POST": http.post(f"{url}/upload", params=params, files={"file": ("f", b"new")}),
+            "PUT": http.put(f"{url}/update", params=params, files={"file": ("f", b"put")}),
+            "PATCH": http.patch(
+                f"{url}/patch", params={**params, "offset": "0"}, files={"file": ("f", b"P")}
+            ),
+            "DELETE": http.delete(f"{url}/delete", params=params),
+        }
+
+
+@pytest.fixture
+def bucket(s3_endpoint) -> S3Store:
+    """A store on a new bucket of the local S3 server, holding ``kept.txt``."""
+    store = S3Store(s3_client(s3_endpoint), new_bucket(s3_endpoint))
+    store.upload("kept.txt", io.BytesIO(b"original"))
+    return store
+
+
+def stored(store: S3Store, key: str) -> bytes | None:
+    if not store.object_info(key)["exists"]:
+        return None
+    with store.download(key) as opened:
+        return opened.body.read()
+
+
+def test_a_viewer_may_not_upload_put_patch_or_delete_and_an_editor_may(serve, sqlite_dwh_engine, bucket):
+    base = serve(Services(dwh_engine=sqlite_dwh_engine, s3=lambda _conn_id: bucket), TOKENS).base
+
+    refused = write_every_way(base, bearer(VIEWER_TOKEN), "kept.txt")
+    after_viewer = stored(bucket, "kept.txt")
+    done = write_every_way(base, bearer(EDITOR_TOKEN), "kept.txt")
+
+    for method, response in refused.items():
+        assert response.status_code == 403, method
+        assert "'viewer' may read but not write" in response.json()["detail"], method
+    assert after_viewer == b"original"
+    assert {method: response.status_code for method, response in done.items()} == {
+        "POST": 201,
+        "PUT": 200,
+        "PATCH": 200,
+        "DELETE": 200,
+    }
+    assert stored(bucket, "kept.txt") is None
 
 
 def test_an_editor_writes(base, sqlite_dwh_engine):
@@ -318,3 +372,27 @@ def test_tampered_expired_and_unsigned_tokens_are_invalid(simple_auth_manager):
             validator.authenticate(bad)
     with pytest.raises(InvalidToken, match="expired"):
         validator.authenticate(expired)
+
+
+def test_airflow_s_viewer_may_not_write_any_way_and_its_admin_may(
+    simple_auth_manager, serve, sqlite_dwh_engine, bucket
+):
+    """Airflow's own tokens and permission check (the Simple auth manager's viewer and admin), through
+    the API server's bridge."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    base = serve(Services(dwh_engine=sqlite_dwh_engine, s3=lambda _conn_id: bucket), validator=None).base
+    reader = simple_auth_manager.generate_jwt(SimpleAuthManagerUser(username="reader", role="viewer"))
+    admin = simple_auth_manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
+
+    read = httpx.get(f"{base}/s3/objects", headers=bearer(reader))
+    refused = write_every_way(base, bearer(reader), "kept.txt")
+    after_viewer = stored(bucket, "kept.txt")
+    done = write_every_way(base, bearer(admin), "kept.txt")
+
+    assert read.status_code == 200 and read.json()["count"] == 1
+    assert {method: response.status_code for method, response in refused.items()} == dict.fromkeys(
+        ("POST", "PUT", "PATCH", "DELETE"), 403
+    )
+    assert after_viewer == b"original"
+    assert [response.status_code for response in done.values()] == [201, 200, 200, 200]
