@@ -41,8 +41,10 @@ file system or normalises them as URL paths. Everything else (spaces, non-ASCII 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import json
 import math
 import mimetypes
 import re
@@ -172,18 +174,35 @@ def _version(response: dict[str, Any]) -> str | None:
     return None if version in (None, "null") else version
 
 
+def _continuation_token(prefix: str, last_key: str) -> str:
+    """The token of the page after ``last_key`` in the listing of ``prefix``: opaque to callers."""
+    position = json.dumps({"prefix": prefix, "after": last_key}, ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(position.encode()).decode("ascii").rstrip("=")
+
+
+def _listed_after(token: str, prefix: str) -> str:
+    """The last key listed before the page ``token`` asks for; :class:`InvalidArgument` for anything
+    :func:`_continuation_token` did not make for this ``prefix``."""
+    try:
+        position = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except ValueError:  # binascii.Error, UnicodeDecodeError and JSONDecodeError all are
+        position = None
+    after = position.get("after") if isinstance(position, dict) else None
+    if not isinstance(after, str) or position.get("prefix") != prefix or not after.startswith(prefix):
+        raise InvalidArgument(
+            "continuation must be the next_token of a previous page of the same listing (same prefix)"
+        )
+    return after
+
+
 def _describe(exc: BotoCoreError) -> str:
     """A botocore error's text, with any ``user:password@`` of an endpoint URL masked."""
     return re.sub(r"(?<=://)[^/@\s]+@", "***@", str(exc))
 
 
 @dataclass
-class S3Download:
-    """An object being downloaded: its metadata now, its bytes on demand.
-
-    Stream it with :meth:`chunks` (which closes the connection when done or abandoned), e.g. as a Flask
-    response body; or use it as a context manager and read ``body`` directly.
-    """
+class ObjectMeta:
+    """What a HEAD of an object tells: enough to describe a download without opening it."""
 
     key: str
     size: int
@@ -191,6 +210,28 @@ class S3Download:
     last_modified: str
     content_type: str | None
     version_id: str | None
+
+    @classmethod
+    def from_response(cls, key: str, response: dict[str, Any]) -> ObjectMeta:
+        """The metadata of a HeadObject or GetObject answer."""
+        return cls(
+            key=key,
+            size=response["ContentLength"],
+            etag=response["ETag"],
+            last_modified=_iso(response["LastModified"]),
+            content_type=response.get("ContentType"),
+            version_id=_version(response),
+        )
+
+
+@dataclass
+class S3Download(ObjectMeta):
+    """An object being downloaded: its metadata now, its bytes on demand.
+
+    Stream it with :meth:`chunks` (which closes the connection when done or abandoned), e.g. as a Flask
+    response body; or use it as a context manager and read ``body`` directly.
+    """
+
     body: StreamingBody
 
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -279,14 +320,17 @@ class S3Store:
     ) -> dict[str, Any]:
         """One page of the keys under ``prefix``, in key order.
 
-        ``next_token`` is present when more keys follow; pass it back as ``continuation``.
+        ``next_token`` is present when more keys follow; pass it back as ``continuation`` (with the
+        same ``prefix``). The token is this module's own, naming the last key listed, not the store's:
+        so a token that is not one (mistyped, truncated, of another listing) is refused as an invalid
+        argument whatever the store would make of it.
         """
         validate_prefix(prefix)
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or not 1 <= max_keys <= MAX_LIST_KEYS:
             raise InvalidArgument(f"max_keys must be an integer from 1 to {MAX_LIST_KEYS}")
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if continuation:
-            params["ContinuationToken"] = continuation
+            params["StartAfter"] = _listed_after(continuation, prefix)
         with self._translate("list", prefix):
             page = self.client.list_objects_v2(**params)
         objects = [
@@ -299,8 +343,8 @@ class S3Store:
             for item in page.get("Contents", [])
         ]
         result: dict[str, Any] = {"prefix": prefix, "objects": objects, "count": len(objects)}
-        if page.get("IsTruncated"):
-            result["next_token"] = page["NextContinuationToken"]
+        if page.get("IsTruncated") and objects:
+            result["next_token"] = _continuation_token(prefix, objects[-1]["Key"])
         return result
 
     def object_info(self, key: str) -> dict[str, Any]:
@@ -318,20 +362,18 @@ class S3Store:
             "content_type": head.get("ContentType"),
         }
 
+    def head(self, key: str) -> ObjectMeta:
+        """The object's metadata, without opening its bytes; raises :class:`NotFound` when it does not
+        exist."""
+        validate_key(key)
+        return ObjectMeta.from_response(key, self._require(key, "download"))
+
     def download(self, key: str) -> S3Download:
         """Open the object for streaming; raises :class:`NotFound` when it does not exist."""
         validate_key(key)
         with self._translate("download", key):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
-        return S3Download(
-            key=key,
-            size=response["ContentLength"],
-            etag=response["ETag"],
-            last_modified=_iso(response["LastModified"]),
-            content_type=response.get("ContentType"),
-            version_id=_version(response),
-            body=response["Body"],
-        )
+        return S3Download(**vars(ObjectMeta.from_response(key, response)), body=response["Body"])
 
     def upload(self, key: str, fileobj: Readable, content_type: str | None = None) -> dict[str, Any]:
         """Create or replace the object with the bytes of ``fileobj``, read to its end.

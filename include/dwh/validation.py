@@ -182,7 +182,10 @@ def _check_timestamp(value: Any) -> tuple[Any, int]:
     except ValueError:
         raise _Invalid(f"{_shown(value)} is not an ISO 8601 timestamp") from None
     if timestamp.tzinfo is not None:
-        timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is in year 0 in UTC
+            raise _Invalid(f"{_shown(value)} is outside the years 1 to 9999 once converted to UTC") from None
     return timestamp, FIXED_VALUE_BYTES
 
 
@@ -193,6 +196,8 @@ def _check_json(value: Any) -> tuple[Any, int]:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
         raise _Invalid("contains NaN or Infinity, which JSON cannot represent") from None
+    except RecursionError:  # a value parsed just below the interpreter's limit, written a few calls deeper
+        raise _Invalid("nests arrays or objects too deeply") from None
     return text, _utf8_size(text)
 
 

@@ -17,6 +17,10 @@ clients, so the simulators must behave like the real APIs, faults included. A si
 
 A large body is served from a file (:meth:`Response.from_file`), sent with ``sendfile`` in the kernel, so a
 simulator can hand out gigabytes without holding them in memory.
+
+Apps of our own are served the same way: :func:`serve_wsgi` for a plain WSGI (Flask) app, and
+:func:`serve_asgi` for an ASGI app on uvicorn, the server of ``airflow api-server`` (the plugin's tests
+mount the plugin in it as Airflow does).
 """
 
 from __future__ import annotations
@@ -238,3 +242,73 @@ def serve_wsgi(app: Any, port: int = 0) -> Generator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+class AsgiServer:
+    """An ASGI app served by uvicorn on 127.0.0.1, in a thread of this process (see :func:`serve_asgi`).
+
+    ``app`` may be replaced between requests. The server counts the HTTP requests it has finished
+    handling, so a test can wait for the server's side of a request (a client that hung up early
+    does not tell when that is) instead of sleeping.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.url = ""
+        self._changed = threading.Condition()
+        self._started = 0
+        self._finished = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self._changed:
+            self._started += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self._changed:
+                self._finished += 1
+                self._changed.notify_all()
+
+    @property
+    def finished(self) -> int:
+        """HTTP requests whose handling has ended: the app returned or raised."""
+        with self._changed:
+            return self._finished
+
+    def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Wait until every request the server has received has been handled to its end."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._finished == self._started, timeout_s):
+                raise TimeoutError(f"{self._started - self._finished} request(s) still running")
+
+
+@contextlib.contextmanager
+def serve_asgi(app: Any, port: int = 0) -> Generator[AsgiServer]:
+    """Serve an ASGI app with uvicorn (the server ``airflow api-server`` runs) on 127.0.0.1 until the
+    block ends; yield the :class:`AsgiServer`, its ``url`` set to ``http://127.0.0.1:<port>``."""
+    import socket
+
+    import uvicorn
+
+    served = AsgiServer(app)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(served, lifespan="off", log_level="warning", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="asgi-server", daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn stopped before it served anything")
+            time.sleep(0.01)
+        served.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield served
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -13,21 +13,28 @@ out preparing the export; 503 when the source's connection is missing or unusabl
 
 The export is built on disk, in a directory of its own under the ``amplitude_workdir`` setting (the
 system's temporary directory by default) so that concurrent requests for the same week never share a
-file, and sent from there; the directory goes once the response is closed, or at once on failure.
-Nothing of it is held in memory.
+file. Once the archive is built it is opened and its directory removed, before the answer starts:
+the open file is all that is left, and its bytes go when the stream closes it, at its end (or when
+the server drops an unfinished stream). Nothing therefore depends on the server calling the
+response's ``close()``, which Starlette's WSGI bridge (through which Airflow serves the plugin) never
+does. Directories left by a server that was killed while building an export are removed when the
+plugin starts and before each export (see :mod:`include.common.workdir`). Nothing of an export is held
+in memory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
-from pathlib import Path
+import logging
+import os
+from collections.abc import Iterator
+from typing import BinaryIO
 
-from flask import Blueprint, Response, send_file
+from flask import Blueprint, Response, current_app
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import BadRequest
 
-from dwh_helper.services import register_upstream_errors, required_arg, services
+from dwh_helper.services import EXTENSION_KEY, Services, register_upstream_errors, required_arg, services
+from include.common.workdir import remove_abandoned, work_directory
 from include.dwh.amplitude import (
     AmplitudeAuthError,
     AmplitudeConfigError,
@@ -40,7 +47,13 @@ from include.dwh.amplitude import (
     validate_source,
 )
 
+log = logging.getLogger(__name__)
+
 amplitude = Blueprint("amplitude", __name__, url_prefix="/amplitude")
+
+#: Name of each export's work directory, then a random part.
+WORKDIR_PREFIX = "amplitude-export-"
+_CHUNK_BYTES = 1024 * 1024
 
 #: Status of each failure, the most specific class first (looked up along the exception's MRO).
 ERROR_STATUS: dict[type[Exception], int] = {
@@ -55,6 +68,17 @@ ERROR_STATUS: dict[type[Exception], int] = {
 register_upstream_errors(amplitude, ERROR_STATUS, "Amplitude")
 
 
+@amplitude.record_once
+def _remove_abandoned_exports(state: BlueprintSetupState) -> None:
+    """When the plugin starts: remove what a killed server left in the work directory. Never fails
+    the start: an unreadable setting is the first export's problem, which reports it."""
+    dwh_services: Services = state.app.extensions[EXTENSION_KEY]
+    try:
+        remove_abandoned(dwh_services.settings.amplitude_workdir, WORKDIR_PREFIX)
+    except Exception:
+        log.warning("DWH helper: could not look for abandoned Amplitude exports", exc_info=True)
+
+
 @amplitude.get("/export")
 def export() -> Response:
     try:
@@ -63,28 +87,21 @@ def export() -> Response:
     except AmplitudeConfigError as exc:
         raise BadRequest(f"{exc}.") from None
     credentials = services().amplitude(source)
-    with contextlib.ExitStack() as cleanup:
-        workdir = _export_dir(services().settings.amplitude_workdir)
-        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+    parent = services().settings.amplitude_workdir
+    remove_abandoned(parent, WORKDIR_PREFIX)
+    with work_directory(parent, WORKDIR_PREFIX) as workdir:
         week = export_week(start, end, source, credentials, workdir)
-        response = send_file(
-            week.path,
-            mimetype="application/zip",
-            as_attachment=True,
-            download_name=week.name,
-            conditional=False,
-            etag=False,
-        )
-        # Werkzeug hands a direct-passthrough body to the server as it is, and then the response's
-        # close (and so the callback) would never run.
-        response.direct_passthrough = False
-        response.call_on_close(cleanup.pop_all().close)
+        archive = week.path.open("rb")
+    response = current_app.response_class(_stream(archive), mimetype="application/zip")
+    response.content_length = os.fstat(archive.fileno()).st_size
+    response.headers.set("Content-Disposition", "attachment", filename=week.name)
     return response
 
 
-def _export_dir(parent: str | None) -> Path:
-    """A new directory for one export, under ``parent`` (created if need be) or the system's
-    temporary directory."""
-    if parent:
-        Path(parent).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="amplitude-export-", dir=parent))
+def _stream(archive: BinaryIO) -> Iterator[bytes]:
+    """The archive's bytes; the file is closed (and, already unlinked, freed) when the stream ends or
+    is dropped. A stream never started (a HEAD request) holds the file until it is collected, which
+    CPython does as soon as the response is."""
+    with archive:
+        while chunk := archive.read(_CHUNK_BYTES):
+            yield chunk

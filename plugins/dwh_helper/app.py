@@ -8,6 +8,12 @@ in the host app. :func:`create_app` serves the same blueprint from a plain Flask
 Every route of every child shares what the parent sets up: the :func:`authenticate` hook, the
 request-size limit, and JSON errors ``{"error": ..., "detail": ...}`` with the right status.
 
+Inside Airflow the host app (the FAB provider's) has HTML error pages of its own, registered by status
+code, which Flask would prefer to a blueprint's handler registered by class; and it answers paths no
+route matches (unknown URLs, wrong methods) before any blueprint is involved. So the parent registers
+its JSON handler for every status code too, and answers the routing errors of paths under its own
+prefix in JSON; Airflow's pages stay as they are everywhere else.
+
 Adding an endpoint group (``/s3``, ``/appmetrica``, ``/amplitude``)::
 
     # dwh_helper/s3_blueprint.py
@@ -27,12 +33,14 @@ been registered on an app.
 
 from __future__ import annotations
 
+import io
 import logging
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
+from werkzeug.routing import RequestRedirect
 
 from dwh_helper.amplitude_blueprint import amplitude
 from dwh_helper.appmetrica_blueprint import appmetrica
@@ -60,6 +68,24 @@ def _install_services(state: BlueprintSetupState) -> None:
     state.app.extensions.setdefault(EXTENSION_KEY, Services.from_airflow())
 
 
+@api.record_once
+def _answer_routing_errors_in_json(state: BlueprintSetupState) -> None:
+    """Answer a request under this blueprint's prefix that matches no route (an unknown path, a wrong
+    method) with JSON. The host app sees such a request before any blueprint does, so this is an
+    app-wide hook, and it leaves every other path to the host app."""
+    prefix = state.url_prefix or ""
+
+    def routing_error() -> tuple[Response, int] | None:
+        error = request.routing_exception
+        if not isinstance(error, HTTPException) or isinstance(error, RequestRedirect):
+            return None
+        if request.path != prefix and not request.path.startswith(prefix + "/"):
+            return None
+        return json_error(error)
+
+    state.app.before_request(routing_error)
+
+
 @api.before_request
 def authenticate() -> None:
     """Authentication and authorization; runs first, before every request to every child blueprint.
@@ -74,14 +100,24 @@ def authenticate() -> None:
 @api.before_request
 def limit_request_body() -> None:
     """Refuse a body over ``max_request_bytes`` by its ``Content-Length``, before anything reads it;
-    and make Werkzeug's own readers (form parsing, ``request.stream``) enforce the limit too. Views
-    read raw bodies with :func:`dwh_helper.services.read_body`, which also bounds chunked bodies."""
+    and make Werkzeug's readers (``request.get_data``, form parsing) refuse a body without one (chunked
+    transfer) once they have read more than the limit.
+
+    Werkzeug reads a body without ``Content-Length`` only from a server that says it ends the input
+    itself (``wsgi.input_terminated``); otherwise it reads nothing, and a chunked POST would look
+    empty. Starlette's WSGI bridge, through which Airflow serves the plugin, hands over the whole
+    body already read, in memory (a ``BytesIO``), but does not say so; such an input is marked here.
+    """
     limit = services().settings.max_request_bytes
-    request.max_content_length = limit
+    # Werkzeug refuses a body without Content-Length once it has read max_content_length bytes and
+    # is asked for more: one byte over the limit tells "too large" from "exactly the limit".
+    request.max_content_length = limit + 1
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge(
             f"The body has {request.content_length} bytes; at most {limit} are accepted."
         )
+    if request.content_length is None and isinstance(request.environ["wsgi.input"], io.BytesIO):
+        request.environ["wsgi.input_terminated"] = True
 
 
 def json_error(exc: HTTPException) -> tuple[Response, int]:
@@ -110,6 +146,8 @@ def _internal_error(exc: Exception) -> tuple[Response, int]:
 
 
 api.register_error_handler(HTTPException, json_error)
+for _code in default_exceptions:  # before the host app's handlers of a status code (Airflow's HTML pages)
+    api.register_error_handler(_code, json_error)
 api.register_error_handler(ServiceNotConfigured, _not_configured)
 api.register_error_handler(sa.exc.SQLAlchemyError, _database_error)
 api.register_error_handler(Exception, _internal_error)

@@ -1,7 +1,8 @@
 """``/dwh/<table>``: read and append rows of the seven DWH tables, as the DWH Helper did.
 
-``GET /dwh/<table>?limit=100&offset=0`` -> ``200 {"rows": [...], "count": <rows in the table>}``,
-rows in id order, timestamps as ISO 8601 UTC text, JSON columns as objects. ``limit`` defaults to
+``GET /dwh/<table>?limit=100&offset=0`` -> ``200 {"rows": [...], "count": <rows in this answer>,
+"total": <rows in the table>}`` (``count`` as the DWH Helper meant it; ``total`` to page by), rows in
+id order, timestamps as ISO 8601 UTC text, JSON columns as objects. ``limit`` defaults to
 ``default_read_limit`` (100) and may not exceed ``max_read_limit`` (1000); a bad ``limit`` or
 ``offset`` gives 400 naming it.
 
@@ -55,8 +56,8 @@ def list_rows(slug: str) -> Response:
     settings = services().settings
     limit = int_arg("limit", settings.default_read_limit, minimum=1, maximum=settings.max_read_limit)
     offset = int_arg("offset", 0, minimum=0, maximum=MAX_OFFSET)
-    rows, count = read_rows(services().dwh_engine(), table, limit, offset, max_limit=settings.max_read_limit)
-    return _json({"rows": rows, "count": count})
+    rows, total = read_rows(services().dwh_engine(), table, limit, offset, max_limit=settings.max_read_limit)
+    return _json({"rows": rows, "count": len(rows), "total": total})
 
 
 @dwh.post("/<slug>")
@@ -168,6 +169,16 @@ def _value(text: str, pos: int) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
         raise BodyError(f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:  # the parser recurses once per level: Python's recursion limit is the bound
+        raise BodyError(
+            f"The body nests arrays or objects too deeply to be read (from {_where(text, pos)} on)."
+        ) from None
+
+
+def _where(text: str, pos: int) -> str:
+    """Line, column and character offset of ``pos``, as json's own messages give them."""
+    error = json.JSONDecodeError("", text, pos)
+    return f"line {error.lineno} column {error.colno} (char {pos})"
 
 
 def _invalid(message: str, text: str, pos: int) -> str:

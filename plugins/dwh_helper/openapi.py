@@ -178,10 +178,10 @@ def _dwh_paths(settings: Settings) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json_response(
-                        "The page and the number of rows in the table.",
+                        "The page, its number of rows, and the number of rows in the table.",
                         {
                             "type": "object",
-                            "required": ["rows", "count"],
+                            "required": ["rows", "count", "total"],
                             "additionalProperties": False,
                             "properties": {
                                 "rows": {
@@ -189,7 +189,17 @@ def _dwh_paths(settings: Settings) -> dict[str, Any]:
                                     "items": {"anyOf": stored_rows},
                                     "description": "Rows of the table in the path; timestamps in UTC.",
                                 },
-                                "count": {"type": "integer", "minimum": 0},
+                                "count": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": settings.max_read_limit,
+                                    "description": "Rows in this answer (the length of `rows`).",
+                                },
+                                "total": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "description": "Rows in the table, to page through it with `offset`.",
+                                },
                             },
                         },
                     ),
@@ -336,7 +346,8 @@ def _s3_paths() -> dict[str, Any]:
                     _query(
                         "continuation",
                         {"type": "string"},
-                        "The `next_token` of the previous page, to get the next one.",
+                        "The `next_token` of the previous page (with the same `prefix`), to get the "
+                        "next one; any other value is refused (400).",
                     ),
                 ],
                 "responses": {

@@ -14,7 +14,7 @@ credentials).
   "content_type"}``, or ``{"key", "exists": false}`` (still 200: asking is not an error).
 * ``GET /s3/download?key=`` -> the bytes, streamed, with ``Content-Length``, the object's
   ``Content-Type`` and ``ETag``, and ``Content-Disposition: attachment`` named after the key's last
-  segment.
+  segment. ``HEAD`` answers the same headers from the object's metadata alone.
 * ``POST /s3/upload?key=`` (create or replace), ``PUT /s3/update?key=`` (existing objects only),
   ``PATCH /s3/patch?key=&offset=`` (write at ``offset``; ``offset`` = size appends) take the bytes
   as the form field ``file`` of a ``multipart/form-data`` body and answer ``{"key", "etag",
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
@@ -40,8 +41,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from werkzeug.http import HTTP_STATUS_CODES
 
-from dwh_helper.services import int_arg, json_response, required_arg, services
-from include.dwh.s3 import MAX_LIST_KEYS, S3Error, validate_key
+from dwh_helper.services import body_limit, int_arg, json_response, required_arg, services
+from include.dwh.s3 import MAX_LIST_KEYS, ObjectMeta, S3Error, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,16 @@ def object_info() -> Response:
 
 @s3.get("/download")
 def download() -> Response:
-    stored = services().s3().download(required_arg("key"))
-    response = current_app.response_class(stored.chunks(), content_type=stored.content_type or GENERIC_TYPE)
-    # The generator closes the S3 body only once it has started, which a HEAD request or a client gone
-    # before the first chunk never makes it do; the response's close always runs.
-    response.call_on_close(stored.close)
+    store, key = services().s3(), required_arg("key")
+    if request.method == "HEAD":  # the headers only: a HEAD of the object, whose bytes stay unopened
+        stored: ObjectMeta = store.head(key)
+        body: Iterable[bytes] = ()
+    else:
+        # The stream closes the S3 body itself, at its end or when dropped: nothing waits for the
+        # response's close(), which Starlette's WSGI bridge (Airflow's) never calls.
+        stored = opened = store.download(key)
+        body = opened.chunks()
+    response = current_app.response_class(body, content_type=stored.content_type or GENERIC_TYPE)
     response.content_length = stored.size
     response.headers["ETag"] = stored.etag
     response.headers.set("Content-Disposition", "attachment", **_attachment(stored.key))
@@ -116,7 +122,8 @@ def _uploaded_file() -> FileStorage:
         raise UnsupportedMediaType(
             f"Send the bytes as multipart/form-data, in the form field {FILE_FIELD!r}."
         )
-    files = request.files.getlist(FILE_FIELD)
+    with body_limit():
+        files = request.files.getlist(FILE_FIELD)
     if len(files) != 1:
         raise BadRequest(
             f"The form must hold exactly one file in the field {FILE_FIELD!r}; it holds {len(files)}."

@@ -20,7 +20,7 @@ thread-safe, as SQLAlchemy engines and boto3 clients are. A client whose connect
 unusable is not built: its endpoints answer 503 naming the problem, and the next request tries again.
 
 The module also holds the few request and response helpers every blueprint shares
-(:func:`read_body`, :func:`required_arg`, :func:`json_response`).
+(:func:`read_body`, :func:`body_limit`, :func:`required_arg`, :func:`json_response`).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class Settings:
     max_rows_per_insert: int = 1000
     #: Bytes of bound parameters per INSERT (``DWH_MAX_WRITE_BATCH_BYTES``).
     max_write_batch_bytes: int = 10_000_000
-    #: Largest request body accepted; larger ones get 413 before they are read.
+    #: Largest request body accepted: 413 before it is read when its Content-Length says more, and
+    #: once more has been read when it has none (chunked transfer).
     max_request_bytes: int = 64 * 1024 * 1024
     #: Rows a ``GET /dwh/<table>`` returns without ``limit``, and the largest ``limit`` allowed.
     default_read_limit: int = 100
@@ -343,9 +344,24 @@ def read_body() -> bytes:
     while chunk := stream.read(_READ_CHUNK_BYTES):
         size += len(chunk)
         if size > limit:
-            raise RequestEntityTooLarge(f"The body is larger than the {limit} bytes accepted.")
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def body_limit() -> Generator[None]:
+    """Around Werkzeug's form parsing: it refuses a body without ``Content-Length`` once the body grows
+    past the limit (``dwh_helper.app.limit_request_body`` sets it up), with a message that names no
+    number; answer 413 naming the limit instead."""
+    try:
+        yield
+    except RequestEntityTooLarge:
+        raise _too_large(services().settings.max_request_bytes) from None
+
+
+def _too_large(limit: int) -> RequestEntityTooLarge:
+    return RequestEntityTooLarge(f"The body is larger than the {limit} bytes accepted.")
 
 
 def _engine_factory(engine: sa.Engine | Callable[[str], sa.Engine] | None) -> Callable[[str], sa.Engine]:

@@ -2,6 +2,9 @@
 
 The simulator splits every hour into 12 parts, so its archive lists hour 10 before hour 2 and part #10
 before part #2; the endpoint's NDJSON must hold every event once, in upload-time order all the same.
+
+Each export is built in a private work directory; once the server has finished a request (an event
+the test server counts, see ``conftest.py``), nothing of it may be left there, nor held open.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import time
+import os
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +23,11 @@ import httpx
 import pytest
 from dwh_helper.services import Services, Settings
 
+from include.common.workdir import work_directory
 from include.dwh.amplitude import AmplitudeCredentials
 from include.sandbox.amplitude_api import AmplitudeSimulator
 from tests.conftest import set_connection
+from tests.plugins.conftest import PluginServer
 
 DATA_UNTIL = dt.datetime(2024, 3, 31, 23)
 EVENTS_PER_HOUR = 24
@@ -58,18 +63,22 @@ def workdir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def export(serve_services, client, running, workdir) -> Callable[..., httpx.Response]:
-    """``GET /amplitude/export`` of an app with the simulator's keys and its work directory in
-    ``workdir``."""
-    base = serve_services(
+def plugin(serve, running, workdir) -> PluginServer:
+    """The plugin with the simulator's keys and its work directory in ``workdir``."""
+    return serve(
         Services(
             settings=Settings(amplitude_workdir=str(workdir)),
             amplitude=lambda conn_id: credentials(running, conn_id.removeprefix("amplitude_")),
         )
     )
 
+
+@pytest.fixture
+def export(plugin, client) -> Callable[..., httpx.Response]:
+    """``GET /amplitude/export`` of :func:`plugin`."""
+
     def get(**params: Any) -> httpx.Response:
-        return client.get(f"{base}/amplitude/export", params=params)
+        return client.get(f"{plugin.base}/amplitude/export", params=params)
 
     return get
 
@@ -81,18 +90,24 @@ def ndjson(response: httpx.Response) -> tuple[str, list[dict[str, Any]]]:
         return name, [json.loads(line) for line in archive.read(name).splitlines()]
 
 
-def emptied(directory: Path, timeout_s: float = 5.0) -> bool:
-    """Whether ``directory`` is (or soon becomes) empty: the server removes the export once it has
-    closed the response, which may be a moment after the client has read all of it."""
-    deadline = time.monotonic() + timeout_s
-    while any(directory.iterdir()):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def left_behind(plugin: PluginServer, directory: Path) -> list[str]:
+    """What the server left of its exports once it has finished every request: the entries under
+    ``directory``, and the files under it that the server (this process) still holds open, removed
+    ones included (those still take their disk space)."""
+    plugin.server.wait_idle()
+    entries = [str(path) for path in directory.rglob("*")] if directory.exists() else []
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            continue
+        if target.startswith(f"{directory}{os.sep}"):
+            held.append(f"open: {target}")
+    return entries + held
 
 
-def test_a_week_downloads_as_one_ndjson_in_time_order(export, simulator, workdir):
+def test_a_week_downloads_as_one_ndjson_in_time_order(export, simulator, plugin, workdir):
     response = export(start="20240205", end="20240211", source="web")
 
     assert response.status_code == 200, response.text
@@ -107,10 +122,10 @@ def test_a_week_downloads_as_one_ndjson_in_time_order(export, simulator, workdir
     assert upload_times == sorted(upload_times)
     assert upload_times[0][:10] == "2024-02-05" and upload_times[-1][:10] == "2024-02-11"
     assert {event["app"] for event in events} == {simulator.projects["web"].project_id}
-    assert emptied(workdir)
+    assert left_behind(plugin, workdir) == []
 
 
-def test_each_source_uses_its_own_project_even_for_the_same_week_at_once(export, simulator, workdir):
+def test_each_source_uses_its_own_project_even_for_the_same_week_at_once(export, simulator, plugin, workdir):
     """Both answers are built at the same time for the same week; neither gets the other's file."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         responses = dict(
@@ -128,10 +143,10 @@ def test_each_source_uses_its_own_project_even_for_the_same_week_at_once(export,
         name, events = ndjson(response)
         assert name == "2024_week_7.ndjson" and len(events) == 24 * EVENTS_PER_HOUR
         assert {event["app"] for event in events} == {simulator.projects[source].project_id}
-    assert emptied(workdir)
+    assert left_behind(plugin, workdir) == []
 
 
-def test_a_range_without_data_is_404(export, workdir):
+def test_a_range_without_data_is_404(export, plugin, workdir):
     response = export(start="20190101", end="20190107", source="mobile")
 
     assert response.status_code == 404
@@ -139,7 +154,7 @@ def test_a_range_without_data_is_404(export, workdir):
         "error": "Not Found",
         "detail": "Amplitude mobile export 20190101..20190107: no data in this range",
     }
-    assert emptied(workdir)
+    assert left_behind(plugin, workdir) == []
 
 
 @pytest.mark.parametrize(
@@ -165,17 +180,19 @@ def test_a_missing_or_invalid_parameter_is_400_naming_it(export, simulator, para
     assert len(simulator.api.requests) == sent  # refused before Amplitude was asked anything
 
 
-def test_an_export_amplitude_finds_too_large_is_400(export, simulator, workdir):
+def test_an_export_amplitude_finds_too_large_is_400(export, simulator, plugin, workdir):
     simulator.max_export_bytes = 10_000
 
     response = export(start="20240201", end="20240229", source="web")
 
     assert response.status_code == 400
     assert "too large" in response.json()["detail"] and "limit of 10000 bytes" in response.json()["detail"]
-    assert emptied(workdir)
+    assert left_behind(plugin, workdir) == []
 
 
-def test_an_amplitude_timeout_is_504_and_refused_keys_502(export, simulator, serve_services, client, running):
+def test_an_amplitude_timeout_is_504_and_refused_keys_502(
+    export, simulator, plugin, workdir, serve_services, client, running
+):
     simulator.faults.fail_next(504)
     timed_out = export(start="20240201", end="20240201", source="web")
     wrong = AmplitudeCredentials("api-key", "wrong-secret-77c1", running[1])
@@ -189,10 +206,11 @@ def test_an_amplitude_timeout_is_504_and_refused_keys_502(export, simulator, ser
     assert refused.status_code == 502 and refused.json()["error"] == "Bad Gateway"
     assert "refused the api key / secret key" in refused.json()["detail"]
     assert "wrong-secret-77c1" not in refused.text
+    assert left_behind(plugin, workdir) == []
 
 
 def test_airflow_services_use_the_source_connection_and_the_workdir_variable(
-    monkeypatch, serve_services, client, running, tmp_path
+    monkeypatch, serve, client, running, tmp_path
 ):
     simulator, base_url = running
     project = simulator.projects["mobile"]
@@ -205,13 +223,52 @@ def test_airflow_services_use_the_source_connection_and_the_workdir_variable(
         password=project.secret_key,
     )
     monkeypatch.setenv("AIRFLOW_VAR_DWH_AMPLITUDE_WORKDIR", str(tmp_path / "exports"))
-    base = serve_services(Services.from_airflow()) + "/amplitude/export"
+    plugin = serve(Services.from_airflow())
+    base = f"{plugin.base}/amplitude/export"
 
     mobile = client.get(base, params={"start": "20240301", "end": "20240301", "source": "mobile"})
     web = client.get(base, params={"start": "20240301", "end": "20240301", "source": "web"})
 
     assert mobile.status_code == 200 and ndjson(mobile)[0] == "2024_week_9.ndjson"
     assert {event["app"] for event in ndjson(mobile)[1]} == {project.project_id}
-    assert emptied(tmp_path / "exports")
+    assert left_behind(plugin, tmp_path / "exports") == []
     assert web.status_code == 503
     assert web.json()["detail"] == "the Airflow connection 'amplitude_web' is not defined"
+
+
+def test_a_client_that_hangs_up_mid_download_leaves_nothing_behind(plugin, workdir):
+    """The client reads the first bytes of the archive and closes the connection. Airflow's WSGI bridge
+    neither tells the app nor closes the response: the export must clean up after itself all the same."""
+    with httpx.Client(headers={"Authorization": "Bearer any"}, timeout=60) as http:
+        with http.stream(
+            "GET",
+            f"{plugin.base}/amplitude/export",
+            params={"start": "20240205", "end": "20240211", "source": "web"},
+        ) as response:
+            assert response.status_code == 200
+            first = next(response.iter_raw(64 * 1024))
+            size = int(response.headers["Content-Length"])
+
+    assert len(first) < size // 4  # most of the archive was never read
+    assert left_behind(plugin, workdir) == []
+
+
+def test_exports_abandoned_by_a_killed_server_are_removed_when_the_plugin_starts(
+    monkeypatch, serve, tmp_path
+):
+    """A server killed while building an export leaves its work directory behind; the next start removes
+    it, but not the export another API server worker sharing the directory is building right now."""
+    workdir = tmp_path / "exports"
+    monkeypatch.setenv("AIRFLOW_VAR_DWH_AMPLITUDE_WORKDIR", str(workdir))
+    abandoned = workdir / "amplitude-export-k1ll3d"
+    (abandoned / "2024_week_6.download.x").parent.mkdir(parents=True)
+    (abandoned / "2024_week_6.download.x").write_bytes(b"\x1f\x8b" * 1000)
+    unrelated = workdir / "notes.txt"
+    unrelated.write_text("not an export")
+
+    with work_directory(workdir, "amplitude-export-") as in_use:
+        serve(None)  # the plugin starts in a new host app, with the Airflow Variable's work directory
+
+        assert not abandoned.exists()
+        assert in_use.is_dir()
+        assert unrelated.read_text() == "not an export"

@@ -1,12 +1,14 @@
 """Authentication and authorization of the DWH helper's endpoints, over real HTTP.
 
-Most tests serve ``create_app`` with a token validator of fixed tokens, so they exercise the request
-rules (credentials, 401/403, origins, logging) on their own; the Airflow validator is tested against
-the Simple auth manager in-process here, and end to end by ``test_plugin_api_server``.
+The plugin is served as the API server serves it (see ``conftest.py``). Most tests give it a token
+validator of fixed tokens, so they exercise the request rules (credentials, 401/403, origins, logging)
+on their own; the Airflow validator is tested against the Simple auth manager in-process here, and end
+to end by ``test_plugin_api_server``.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 
@@ -19,12 +21,15 @@ from dwh_helper.auth import (
     AirflowTokenValidator,
     InvalidToken,
     Principal,
-    use_token_validator,
 )
 from dwh_helper.services import Services
-from flask import Flask
 
+from include.dwh.s3 import S3Store
 from include.dwh.tables import events_part
+from include.sandbox.http import serve_wsgi
+from include.sandbox.s3_server import s3_client
+from tests.conftest import new_bucket
+from tests.plugins.conftest import MOUNT, PluginServer
 
 VIEWER_TOKEN = "viewer-token-3b1f"  # noqa: S105 - fixed test tokens
 EDITOR_TOKEN = "editor-token-9c2e"  # noqa: S105
@@ -66,11 +71,15 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def base(serve: Callable[[Flask], str], sqlite_dwh_engine: sa.Engine) -> str:
-    """The ``/dwh-helper`` URL of an app on SQLite that knows the viewer and editor tokens."""
-    app = create_app(Services(dwh_engine=sqlite_dwh_engine))
-    use_token_validator(app, TOKENS)
-    return serve(app) + api.url_prefix
+def plugin(serve: Callable[..., PluginServer], sqlite_dwh_engine: sa.Engine) -> PluginServer:
+    """The plugin on SQLite, knowing the viewer and editor tokens."""
+    return serve(Services(dwh_engine=sqlite_dwh_engine), TOKENS)
+
+
+@pytest.fixture
+def base(plugin: PluginServer) -> str:
+    """The URL of the plugin's routes, ``.../pluginsv2/dwh-helper``."""
+    return plugin.base
 
 
 def rows_in(engine: sa.Engine) -> int:
@@ -141,7 +150,60 @@ def test_a_user_who_may_not_read_dags_may_neither_read_nor_write(base, sqlite_dw
         assert response.json()["error"] == "Forbidden"
         assert "'nobody' may not use the DWH helper" in response.json()["detail"]
     assert rows_in(sqlite_dwh_engine) == 0
-    assert "DWH helper: GET /dwh-helper/dwh/events-part refused: nobody may not read" in caplog.messages
+    assert (
+        "DWH helper: GET /pluginsv2/dwh-helper/dwh/events-part refused: nobody may not read"
+        in caplog.messages
+    )
+
+
+def write_every_way(base: str, headers: dict[str, str], key: str) -> dict[str, httpx.Response]:
+    """Each write the plugin offers, on the S3 object ``key``: upload, update (PUT), patch (PATCH),
+    delete."""
+    url, params = f"{base}/s3", {"key": key}
+    with httpx.Client(headers=headers, timeout=30) as http:
+        return {
+            "POST": http.post(f"{url}/upload", params=params, files={"file": ("f", b"new")}),
+            "PUT": http.put(f"{url}/update", params=params, files={"file": ("f", b"put")}),
+            "PATCH": http.patch(
+                f"{url}/patch", params={**params, "offset": "0"}, files={"file": ("f", b"P")}
+            ),
+            "DELETE": http.delete(f"{url}/delete", params=params),
+        }
+
+
+@pytest.fixture
+def bucket(s3_endpoint) -> S3Store:
+    """A store on a new bucket of the local S3 server, holding ``kept.txt``."""
+    store = S3Store(s3_client(s3_endpoint), new_bucket(s3_endpoint))
+    store.upload("kept.txt", io.BytesIO(b"original"))
+    return store
+
+
+def stored(store: S3Store, key: str) -> bytes | None:
+    if not store.object_info(key)["exists"]:
+        return None
+    with store.download(key) as opened:
+        return opened.body.read()
+
+
+def test_a_viewer_may_not_upload_put_patch_or_delete_and_an_editor_may(serve, sqlite_dwh_engine, bucket):
+    base = serve(Services(dwh_engine=sqlite_dwh_engine, s3=lambda _conn_id: bucket), TOKENS).base
+
+    refused = write_every_way(base, bearer(VIEWER_TOKEN), "kept.txt")
+    after_viewer = stored(bucket, "kept.txt")
+    done = write_every_way(base, bearer(EDITOR_TOKEN), "kept.txt")
+
+    for method, response in refused.items():
+        assert response.status_code == 403, method
+        assert "'viewer' may read but not write" in response.json()["detail"], method
+    assert after_viewer == b"original"
+    assert {method: response.status_code for method, response in done.items()} == {
+        "POST": 201,
+        "PUT": 200,
+        "PATCH": 200,
+        "DELETE": 200,
+    }
+    assert stored(bucket, "kept.txt") is None
 
 
 def test_an_editor_writes(base, sqlite_dwh_engine):
@@ -166,14 +228,14 @@ def test_the_ui_cookie_authenticates_reads_from_anywhere(base):
     [
         pytest.param({"Origin": "{origin}"}, id="same-origin"),
         pytest.param({"Origin": "{origin}/"}, id="same-origin-slash"),
-        pytest.param({"Referer": "{origin}/dwh-helper/docs"}, id="same-origin-referer"),
+        pytest.param({"Referer": "{origin}/pluginsv2/dwh-helper/docs"}, id="same-origin-referer"),
         pytest.param({"Origin": "https://airflow.example.com"}, id="configured-base-url"),
         pytest.param({"Origin": "https://AIRFLOW.example.com:443"}, id="base-url-default-port"),
     ],
 )
-def test_a_cookie_write_from_this_site_is_accepted(base, monkeypatch, headers):
+def test_a_cookie_write_from_this_site_is_accepted(plugin, base, monkeypatch, headers):
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
-    origin = base.removesuffix(api.url_prefix)
+    origin = plugin.url
     headers = {name: value.format(origin=origin) for name, value in headers.items()}
 
     response = httpx.post(
@@ -195,8 +257,8 @@ def test_a_cookie_write_from_this_site_is_accepted(base, monkeypatch, headers):
         pytest.param({}, id="neither"),
     ],
 )
-def test_a_cookie_write_from_another_site_is_403(base, sqlite_dwh_engine, headers):
-    origin = base.removesuffix(api.url_prefix)
+def test_a_cookie_write_from_another_site_is_403(plugin, base, sqlite_dwh_engine, headers):
+    origin = plugin.url
     host = origin.removeprefix("http://")
     headers = {name: value.format(origin=origin, host=host) for name, value in headers.items()}
 
@@ -219,9 +281,9 @@ def test_a_bearer_write_needs_no_origin(base):
     assert response.status_code == 201
 
 
-def test_the_user_is_logged_and_the_token_never(base, caplog):
+def test_the_user_is_logged_and_the_token_never(plugin, base, caplog):
     caplog.set_level(logging.DEBUG)
-    origin = base.removesuffix(api.url_prefix)
+    origin = plugin.url
 
     httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN))
     httpx.post(f"{base}/dwh/events-part", json={"data": [ROW]}, headers=bearer(VIEWER_TOKEN))
@@ -240,11 +302,12 @@ def test_the_user_is_logged_and_the_token_never(base, caplog):
     httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN + "-tampered"))
 
     messages = [record.getMessage() for record in caplog.records if record.name == "dwh_helper.auth"]
-    assert "DWH helper: GET /dwh-helper/dwh/events-part by editor (bearer)" in messages
-    assert "DWH helper: POST /dwh-helper/dwh/events-part by editor (cookie)" in messages
-    assert "DWH helper: POST /dwh-helper/dwh/events-part refused: viewer may not write" in messages
+    path = f"{MOUNT}{api.url_prefix}/dwh/events-part"  # as the client sent it
+    assert f"DWH helper: GET {path} by editor (bearer)" in messages
+    assert f"DWH helper: POST {path} by editor (cookie)" in messages
+    assert f"DWH helper: POST {path} refused: viewer may not write" in messages
     assert any("refused: cookie of editor sent from origin 'https://evil.example'" in m for m in messages)
-    assert "DWH helper: GET /dwh-helper/dwh/events-part refused: invalid bearer token" in messages
+    assert f"DWH helper: GET {path} refused: invalid bearer token" in messages
     assert EDITOR_TOKEN not in caplog.text
     assert VIEWER_TOKEN not in caplog.text
 
@@ -254,20 +317,24 @@ def test_the_openapi_document_and_its_page_are_public(base):
     page = httpx.get(f"{base}/docs")
 
     assert document.status_code == 200
-    assert document.json()["servers"] == [{"url": "/dwh-helper"}]
+    assert document.json()["servers"] == [{"url": f"{MOUNT}{api.url_prefix}"}]
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
-    assert '"/dwh-helper/openapi.json"' in page.text
+    assert f'"{MOUNT}{api.url_prefix}/openapi.json"' in page.text
 
 
-def test_without_airflow_s_auth_manager_every_request_is_refused(serve, sqlite_dwh_engine, monkeypatch):
+def test_without_airflow_s_auth_manager_every_request_is_refused(sqlite_dwh_engine, monkeypatch):
+    """The plain Flask app (a local run) in a process where no auth manager runs. (Airflow's host app
+    creates the auth manager itself, so there the question does not arise.)"""
     from airflow.api_fastapi import app as airflow_app
 
     monkeypatch.setattr(airflow_app._AuthManagerState, "instance", None)
-    base = serve(create_app(Services(dwh_engine=sqlite_dwh_engine))) + api.url_prefix
+    with serve_wsgi(create_app(Services(dwh_engine=sqlite_dwh_engine))) as url:
+        base = url + api.url_prefix
+        refused = httpx.get(f"{base}/dwh/events-part")
+        response = httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN))
 
-    assert httpx.get(f"{base}/dwh/events-part").status_code == 401
-    response = httpx.get(f"{base}/dwh/events-part", headers=bearer(EDITOR_TOKEN))
+    assert refused.status_code == 401
     assert response.status_code == 503
     assert "auth manager" in response.json()["detail"]
 
@@ -288,7 +355,16 @@ def simple_auth_manager(airflow_db, monkeypatch):
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "s" * 64)
     manager = SimpleAuthManager()
     monkeypatch.setattr(airflow_app._AuthManagerState, "instance", manager)
-    return manager
+    _forget_jwt_keys()  # signer and validator are cached per class, with the secret of their first use
+    yield manager
+    _forget_jwt_keys()
+
+
+def _forget_jwt_keys() -> None:
+    from airflow.api_fastapi.auth.managers.base_auth_manager import BaseAuthManager
+
+    BaseAuthManager._get_token_signer.cache_clear()
+    BaseAuthManager._get_token_validator.cache_clear()
 
 
 def test_airflow_s_tokens_are_checked_by_its_auth_manager(simple_auth_manager):
@@ -326,3 +402,27 @@ def test_tampered_expired_and_unsigned_tokens_are_invalid(simple_auth_manager):
             validator.authenticate(bad)
     with pytest.raises(InvalidToken, match="expired"):
         validator.authenticate(expired)
+
+
+def test_airflow_s_viewer_may_not_write_any_way_and_its_admin_may(
+    simple_auth_manager, serve, sqlite_dwh_engine, bucket
+):
+    """Airflow's own tokens and permission check (the Simple auth manager's viewer and admin), through
+    the API server's bridge."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    base = serve(Services(dwh_engine=sqlite_dwh_engine, s3=lambda _conn_id: bucket), validator=None).base
+    reader = simple_auth_manager.generate_jwt(SimpleAuthManagerUser(username="reader", role="viewer"))
+    admin = simple_auth_manager.generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
+
+    read = httpx.get(f"{base}/s3/objects", headers=bearer(reader))
+    refused = write_every_way(base, bearer(reader), "kept.txt")
+    after_viewer = stored(bucket, "kept.txt")
+    done = write_every_way(base, bearer(admin), "kept.txt")
+
+    assert read.status_code == 200 and read.json()["count"] == 1
+    assert {method: response.status_code for method, response in refused.items()} == dict.fromkeys(
+        ("POST", "PUT", "PATCH", "DELETE"), 403
+    )
+    assert after_viewer == b"original"
+    assert [response.status_code for response in done.values()] == [201, 200, 200, 200]

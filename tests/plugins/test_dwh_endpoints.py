@@ -9,13 +9,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from dwh_helper.app import create_app
-from dwh_helper.auth import use_token_validator
 from dwh_helper.services import Services, Settings
 
 from include.common.db import engine_for
 from include.dwh.tables import TABLES, create_all, events_part, row_from_event, tmp_event_properties
-from tests.plugins.conftest import AnyToken
 
 
 def amplitude_event(i: int) -> dict[str, Any]:
@@ -117,7 +114,7 @@ def test_every_table_round_trips_through_post_and_get(dwh_engine, dwh_api):
         assert len({row["loaded_at"] for row in stored}) == 1  # one write, one loaded_at
 
         listed = HTTP.get(f"{base}/dwh/{slug}").json()
-        assert listed["count"] == 3
+        assert (listed["count"], listed["total"]) == (3, 3)
         assert [row["id"] for row in listed["rows"]] == result["inserted_ids"]
         for sent, got in zip(posted, listed["rows"], strict=True):
             assert list(got) == [column.name for column in table.columns]  # table order, all columns
@@ -322,6 +319,80 @@ def test_wrong_method_is_405_in_json(sqlite_dwh_engine, dwh_api):
     assert "POST" in response.headers["Allow"]
 
 
+def test_unknown_paths_under_the_plugin_are_404_in_json_and_airflow_keeps_its_pages(sqlite_dwh_engine, serve):
+    plugin = serve(Services(dwh_engine=sqlite_dwh_engine))
+    mount = plugin.base.removesuffix("/dwh-helper")
+
+    ours = [HTTP.get(f"{plugin.base}/{path}") for path in ("nothing", "dwh/events-part/1", "dwh", "")]
+    anonymous = httpx.get(f"{plugin.base}/nothing")
+    airflow_s = [httpx.get(f"{mount}/{path}") for path in ("nothing", "dwh-helperx/dwh/events-part")]
+
+    for response in [*ours, anonymous]:
+        assert response.status_code == 404, response.url
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == "Not Found"
+        assert "requested URL was not found" in response.json()["detail"]
+    for response in airflow_s:
+        assert response.status_code == 404
+        assert response.headers["Content-Type"].startswith("text/html")
+
+
+# ------------------------------------------------------------------------------------- deep JSON
+
+DEPTH = 50_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"data": [' + "[" * DEPTH + "]" * DEPTH + "]}",
+        '{"data": [{"uuid": "u", "event_properties": ' + '{"a": ' * DEPTH + "1" + "}" * DEPTH + "}]}",
+    ],
+    ids=["nested-rows", "nested-value"],
+)
+def test_a_body_nested_too_deeply_is_400(sqlite_dwh_engine, dwh_api, body):
+    base = dwh_api(sqlite_dwh_engine)
+
+    response = HTTP.post(
+        f"{base}/dwh/event-properties", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error"] == "Bad Request"
+    assert "nests arrays or objects too deeply" in response.json()["detail"]
+    assert "line 1 column 11 (char 10)" in response.json()["detail"]  # where the first row starts
+    assert db_rows(sqlite_dwh_engine, tmp_event_properties) == []
+
+
+# ---------------------------------------------------------------------------- timestamps' limits
+
+
+def test_timestamps_beyond_the_years_utc_can_hold_are_422_naming_row_and_field(dwh_engine, dwh_api):
+    base = dwh_api(dwh_engine)
+    rows = [
+        {"uuid": "first", "event_type": "open", "event_time": "0001-01-01T00:00:00"},
+        {"uuid": "early", "event_type": "open", "event_time": "0001-01-01T00:00:00+05:00"},
+        {"uuid": "late", "event_type": "open", "event_time": "9999-12-31T23:59:59.999999-00:01"},
+        {"uuid": "last", "event_type": "open", "event_time": "9999-12-31T23:59:59.999999+00:00"},
+    ]
+
+    refused = post(f"{base}/dwh/events-part", {"data": rows})
+    written = post(f"{base}/dwh/events-part", {"data": [rows[0], rows[3]]})
+
+    assert refused.status_code == 422, refused.text
+    assert [(e["row"], e["field"]) for e in refused.json()["errors"]] == [
+        (1, "event_time"),
+        (2, "event_time"),
+    ]
+    assert "outside the years 1 to 9999 once converted to UTC" in refused.json()["errors"][0]["message"]
+    assert written.status_code == 201
+    stored = db_rows(dwh_engine, events_part)
+    assert [row["event_time"] for row in stored] == [
+        dt.datetime(1, 1, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    ]
+
+
 def five_rows_body() -> bytes:
     rows = [{"uuid": f"u-{i}", "event_properties": {}} for i in range(5)]
     return json.dumps({"data": rows}).encode()
@@ -363,10 +434,13 @@ def test_get_pages_by_limit_and_offset_in_id_order(dwh_engine, dwh_api):
     largest = HTTP.get(url, params={"limit": 20, "offset": 10}).json()
     beyond = HTTP.get(url, params={"offset": 100}).json()
 
-    assert default["count"] == 25 and [r["id"] for r in default["rows"]] == ids[:10]
+    assert [r["id"] for r in default["rows"]] == ids[:10]
     assert [r["event_properties"] for r in page["rows"]] == [{"i": i} for i in range(20, 25)]
     assert [r["id"] for r in largest["rows"]] == ids[10:25]
-    assert beyond == {"rows": [], "count": 25}
+    # count: the rows in the answer, as in the DWH Helper; total: the rows in the table
+    assert [(d["count"], d["total"]) for d in (default, page, largest)] == [(10, 25), (5, 25), (15, 25)]
+    assert list(default) == ["rows", "count", "total"]
+    assert beyond == {"rows": [], "count": 0, "total": 25}
 
 
 @pytest.mark.parametrize(
@@ -393,11 +467,9 @@ def test_get_rejects_bad_limit_and_offset(sqlite_dwh_engine, dwh_api, params, de
 
 def test_default_services_use_the_dwh_db_connection_and_create_the_tables(sqlite_conn, serve):
     sqlite_conn("dwh_db", "dwh.sqlite")
-    app = create_app()
-    use_token_validator(app, AnyToken())
-    base = serve(app)
+    base = serve(None).base
 
-    created = post(f"{base}/dwh-helper/dwh/user-locations", {"data": [{"uuid": "u-1", "city": "Pune"}]})
+    created = post(f"{base}/dwh/user-locations", {"data": [{"uuid": "u-1", "city": "Pune"}]})
 
     assert created.status_code == 201
     engine = engine_for("dwh_db")

@@ -1,9 +1,9 @@
 """The OpenAPI document against the code: schemathesis generates requests for every operation from the
 document (valid ones and invalid ones) and checks each answer.
 
-The app runs in-process (WSGI) with everything real behind it: a SQLite DWH, the local S3 store
-(moto's server) and the AppMetrica and Amplitude simulators over HTTP, and a validator that takes any
-token as an editor (authentication has its own tests). The checks:
+The plugin is served as the API server serves it (see ``conftest.py``), with everything real behind
+it: a SQLite DWH, the local S3 store (moto's server) and the AppMetrica and Amplitude simulators over
+HTTP, and a validator that takes any token as an editor (authentication has its own tests). The checks:
 
 * no 5xx, except 502 / 503 / 504 where the operation documents them (an upstream failing, missing or
   slow, which the simulators can be for generated input);
@@ -18,13 +18,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
-from dwh_helper.app import api, create_app
-from dwh_helper.auth import use_token_validator
+from dwh_helper.app import api
 from dwh_helper.openapi import openapi_document
 from dwh_helper.services import AppMetricaAccess, Services, Settings
-from flask import Flask
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 from schemathesis.config import SchemathesisConfig
@@ -37,13 +36,16 @@ from include.dwh.s3 import S3Store
 from include.dwh.tables import events_part, writable_columns
 from include.sandbox.amplitude_api import AmplitudeSimulator
 from include.sandbox.appmetrica_api import AppMetricaSimulator
+from include.sandbox.http import serve_asgi
 from include.sandbox.s3_server import create_bucket, s3_client, serve_s3
-from tests.plugins.conftest import AnyToken
+from tests.plugins.conftest import MOUNT, PluginServer, airflow_plugin_host
 
 #: Generated examples per operation (the coverage phase adds its boundary cases): about 10 s in all.
 MAX_EXAMPLES = 40
 #: What an upstream (S3, AppMetrica, Amplitude) can make an operation answer; only where documented.
 UPSTREAM_STATUSES = frozenset({502, 503, 504})
+#: A line break in a path parameter, as schemathesis sends it (percent-encoded) or not.
+LINE_BREAK = re.compile(r"[\r\n]|%0[ad]", re.IGNORECASE)
 
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -55,7 +57,7 @@ CONFIG = SchemathesisConfig.from_dict(
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory) -> Iterator[Flask]:
+def plugin(host_workdir, tmp_path_factory) -> Iterator[PluginServer]:
     """The DWH helper with every service it can have, reached through real sockets."""
     workdir = tmp_path_factory.mktemp("fuzz")
     appmetrica = AppMetricaSimulator(ready_after_polls=0, rows_per_day=4)
@@ -76,16 +78,17 @@ def app(tmp_path_factory) -> Iterator[Flask]:
         )
         projects = amplitude.projects
         engine = sqlite_engine(str(workdir / "dwh.sqlite"))
-        dwh_app = create_app(
+        asgi_app, flask_app = airflow_plugin_host(
             Services(
                 dwh_engine=engine,
                 s3=lambda _conn_id: store,
                 appmetrica=lambda _conn_id: access,
                 amplitude=lambda conn_id: _credentials(projects, conn_id, amplitude_url),
-            )
+            ),
+            amplitude_workdir=host_workdir,
         )
-        use_token_validator(dwh_app, AnyToken())
-        yield dwh_app
+        with serve_asgi(asgi_app) as server:
+            yield PluginServer(server, flask_app)
         engine.dispose()
 
 
@@ -119,9 +122,14 @@ def documented_statuses_only_for_upstream_failures(ctx: Any, response: Any, case
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_operation_keeps_to_the_document(app: Flask, case: schemathesis.Case) -> None:
+def test_every_operation_keeps_to_the_document(plugin: PluginServer, case: schemathesis.Case) -> None:
+    if any(LINE_BREAK.search(str(value)) for value in (case.path_parameters or {}).values()):
+        # The API server's router cannot route a path with a line break to its mount (Starlette's
+        # pattern stops there), so the server answers its own 404 and the plugin never sees the request.
+        assert case.call(base_url=plugin.base).status_code == 404
+        return
     case.call_and_validate(
-        app=app,
+        base_url=plugin.base,
         checks=[
             documented_statuses_only_for_upstream_failures,
             status_code_conformance,
@@ -130,7 +138,7 @@ def test_every_operation_keeps_to_the_document(app: Flask, case: schemathesis.Ca
     )
 
 
-def test_every_route_of_the_blueprint_is_documented(app: Flask) -> None:
+def test_every_route_of_the_blueprint_is_documented(plugin: PluginServer) -> None:
     """The document covers the whole API: each route of ``/dwh-helper`` and each of its methods."""
     prefix = api.url_prefix
     routes = {
@@ -138,7 +146,7 @@ def test_every_route_of_the_blueprint_is_documented(app: Flask) -> None:
             re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule.removeprefix(prefix)).replace("{slug}", "{table}"),
             method.lower(),
         )
-        for rule in app.url_map.iter_rules()
+        for rule in plugin.flask_app.url_map.iter_rules()
         if rule.rule.startswith(prefix + "/")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
@@ -152,13 +160,13 @@ def test_every_route_of_the_blueprint_is_documented(app: Flask) -> None:
     assert routes == documented
 
 
-def test_the_document_is_valid_openapi_and_the_one_served(app: Flask) -> None:
-    document = openapi_document(api.url_prefix, Settings())
+def test_the_document_is_valid_openapi_and_the_one_served(plugin: PluginServer) -> None:
+    document = openapi_document(f"{MOUNT}{api.url_prefix}", Settings())
 
     validate(document)
-    served = app.test_client().get(f"{api.url_prefix}/openapi.json")
+    served = httpx.get(f"{plugin.base}/openapi.json")
     assert served.status_code == 200
-    assert served.get_json() == json.loads(json.dumps(document))
+    assert served.json() == json.loads(json.dumps(document))
 
 
 def test_row_schemas_are_the_tables_validation_rules() -> None:

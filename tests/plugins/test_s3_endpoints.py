@@ -15,23 +15,29 @@ import httpx
 import pytest
 from dwh_helper.services import Services, Settings
 
-from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Store
+from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Download, S3Store
 from include.sandbox.s3_server import (
     SECRET_ACCESS_KEY,
     airflow_connection,
     s3_client,
 )
 from tests.conftest import new_bucket, set_connection
+from tests.plugins.conftest import PluginServer
 
 
 @dataclass
 class S3Api:
-    """The ``/s3`` endpoints of one served app, and the bucket behind them."""
+    """The ``/s3`` endpoints of one served plugin, and the bucket and store behind them."""
 
     client: httpx.Client
-    base: str
+    plugin: PluginServer
     s3_endpoint: str
     bucket: str
+    store: S3Store | None = None  # None: the one the plugin builds from the Airflow connection
+
+    @property
+    def base(self) -> str:
+        return f"{self.plugin.base}/s3"
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return self.client.get(f"{self.base}/{path}", params=params)
@@ -59,16 +65,35 @@ class S3Api:
         return s3_client(self.s3_endpoint).get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
+class RecordingStore(S3Store):
+    """The store, keeping every download it opens, to see whether its connection to S3 was closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.downloads: list[S3Download] = []
+
+    def download(self, key: str) -> S3Download:
+        opened = super().download(key)
+        self.downloads.append(opened)
+        return opened
+
+    def still_open(self) -> list[str]:
+        """Keys of the downloads whose HTTP response from S3 is not closed."""
+        return [opened.key for opened in self.downloads if not opened.body._raw_stream.closed]
+
+
 @pytest.fixture
-def s3_api(serve_services, client, s3_endpoint) -> Callable[..., S3Api]:
-    """Factory: serve the app on a new bucket, with multipart from 5 MiB on (so a few MiB exercise
+def s3_api(serve, client, s3_endpoint) -> Callable[..., S3Api]:
+    """Factory: serve the plugin on a new bucket, with multipart from 5 MiB on (so a few MiB exercise
     parts and server-side copies) and ``Settings(**settings)``."""
 
     def start(*, versioned: bool = False, **settings: int) -> S3Api:
         bucket = new_bucket(s3_endpoint, versioned=versioned)
-        store = S3Store(s3_client(s3_endpoint), bucket, part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE)
-        base = serve_services(Services(settings=Settings(**settings), s3=lambda _conn_id: store))
-        return S3Api(client, base + "/s3", s3_endpoint, bucket)
+        store = RecordingStore(
+            s3_client(s3_endpoint), bucket, part_size=MIN_PART_SIZE, copy_part_size=MIN_PART_SIZE
+        )
+        plugin = serve(Services(settings=Settings(**settings), s3=lambda _conn_id: store))
+        return S3Api(client, plugin, s3_endpoint, bucket, store)
 
     return start
 
@@ -146,6 +171,33 @@ def test_listing_pages_with_max_keys_and_continuation(s3):
     assert [page["count"] for page in pages] == [2, 2, 1]
     assert [obj["Key"] for page in pages for obj in page["objects"]] == keys
     assert s3.get("objects").json()["count"] == 6  # no prefix: the whole bucket
+
+
+@pytest.mark.parametrize(
+    "continuation",
+    ["garbage", "NjZkNGE3", "eyJhZnRlciI6IDF9", "%%%", "dGVzdA==", "x" * 2000],
+    ids=["word", "base64-not-json", "json-not-a-position", "symbols", "padded", "long"],
+)
+def test_a_continuation_that_is_no_next_token_is_400(s3, continuation):
+    s3.upload("logs/a.txt", b"a")
+
+    response = s3.get("objects", prefix="logs/", continuation=continuation)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "Bad Request"
+    assert "next_token of a previous page" in response.json()["detail"]
+
+
+def test_a_next_token_continues_only_its_own_listing(s3):
+    for key in ("logs/a.txt", "logs/b.txt", "other/c.txt"):
+        s3.upload(key, b"x")
+    token = s3.get("objects", prefix="logs/", max_keys="1").json()["next_token"]
+
+    same = s3.get("objects", prefix="logs/", continuation=token)
+    other = s3.get("objects", prefix="other/", continuation=token)
+
+    assert [obj["Key"] for obj in same.json()["objects"]] == ["logs/b.txt"]
+    assert other.status_code == 400 and "same prefix" in other.json()["detail"]
 
 
 def test_a_non_ascii_key_round_trips_and_names_the_download(s3):
@@ -253,6 +305,63 @@ def test_a_20_mib_upload_streams_through_and_downloads_identically(s3):
     assert created.json()["etag"].endswith('-4"')  # a multipart upload: 5 + 5 + 5 + 5 MiB
 
 
+def test_a_head_of_a_download_opens_nothing_and_an_abandoned_download_is_closed(s3):
+    """HEAD answers from the object's metadata. A client that hangs up early leaves the S3 connection
+    closed all the same: Airflow's WSGI bridge never calls the response's close()."""
+    data = hashlib.sha256(b"seed").digest() * (12 * MIB // 32)
+    s3.upload("big/12mib.bin", data)
+
+    head = s3.client.head(f"{s3.base}/download", params={"key": "big/12mib.bin"})
+    missing = s3.client.head(f"{s3.base}/download", params={"key": "big/none.bin"})
+    s3.plugin.server.wait_idle()
+    opened_by_head = [opened.key for opened in s3.store.downloads]
+    with s3.client.stream("GET", f"{s3.base}/download", params={"key": "big/12mib.bin"}) as response:
+        first = next(response.iter_raw(64 * 1024))
+    s3.plugin.server.wait_idle()
+
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.headers["ETag"] == s3.info("big/12mib.bin")["etag"]
+    assert head.headers["Content-Disposition"] == "attachment; filename=12mib.bin"
+    assert missing.status_code == 404
+    assert opened_by_head == []
+    assert len(first) < len(data) and [opened.key for opened in s3.store.downloads] == ["big/12mib.bin"]
+    assert s3.store.still_open() == []
+
+
+def multipart(data: bytes) -> tuple[bytes, str]:
+    """``data`` as the form field ``file`` of a multipart body: the body and its Content-Type."""
+    form = httpx.Request("POST", "http://form", files={"file": ("f.bin", data)})
+    return form.read(), form.headers["Content-Type"]
+
+
+def test_a_chunked_upload_is_read_whole_up_to_the_limit(s3_api):
+    """A body sent with ``Transfer-Encoding: chunked`` has no Content-Length: it is read all the same,
+    up to the limit itself (a larger one is 413, see below)."""
+    limit = 64 * 1024
+    s3 = s3_api(max_request_bytes=limit)
+    small = bytes(range(256)) * 100
+    overhead = len(multipart(small)[0]) - len(small)
+    at_limit = b"L" * (limit - overhead)
+    responses = {}
+
+    for key, data in (("chunked/small.bin", small), ("chunked/at-limit.bin", at_limit)):
+        body, content_type = multipart(data)
+        responses[key] = s3.client.post(
+            f"{s3.base}/upload",
+            params={"key": key},
+            content=iter([body[:1000], body[1000:]]),
+            headers={"Content-Type": content_type},
+        )
+
+    for key, data in (("chunked/small.bin", small), ("chunked/at-limit.bin", at_limit)):
+        response = responses[key]
+        assert "Content-Length" not in response.request.headers
+        assert response.status_code == 201, response.text
+        assert response.json()["size"] == len(data) and s3.stored(key) == data
+    assert len(multipart(at_limit)[0]) == limit
+
+
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_body_over_the_limit_is_413_and_nothing_is_written(s3_api, chunked):
     s3 = s3_api(max_request_bytes=64 * 1024)
@@ -329,11 +438,9 @@ def test_a_write_without_exactly_one_file_is_400_and_another_body_415(s3):
 # ------------------------------------------------------------------------------ store and wiring
 
 
-def test_a_store_failure_is_502_without_credentials(serve_services, client, s3_endpoint):
+def test_a_store_failure_is_502_without_credentials(serve, client, s3_endpoint):
     store = S3Store(s3_client(s3_endpoint), "no-such-bucket")
-    s3 = S3Api(
-        client, serve_services(Services(s3=lambda _conn_id: store)) + "/s3", s3_endpoint, "no-such-bucket"
-    )
+    s3 = S3Api(client, serve(Services(s3=lambda _conn_id: store)), s3_endpoint, "no-such-bucket", store)
 
     for response in (s3.get("objects"), s3.upload("a.txt", b"x")):
         assert response.status_code == 502
@@ -341,11 +448,11 @@ def test_a_store_failure_is_502_without_credentials(serve_services, client, s3_e
         assert SECRET_ACCESS_KEY not in response.text
 
 
-def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve_services, client, s3_endpoint):
+def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve, client, s3_endpoint):
     bucket = new_bucket(s3_endpoint)
     fields = airflow_connection(s3_endpoint, bucket)
     set_connection(monkeypatch, "dwh_s3", fields.pop("conn_type"), **fields)
-    s3 = S3Api(client, serve_services(Services.from_airflow()) + "/s3", s3_endpoint, bucket)
+    s3 = S3Api(client, serve(Services.from_airflow()), s3_endpoint, bucket)
 
     created = s3.upload("from/airflow.txt", b"hello")
 

@@ -146,6 +146,8 @@ def test_amplitude_timestamps_parse_naive_as_utc():
         ("uuid", "\ud800", "unpaired UTF-16 surrogate"),
         ("event_time", "2024-13-01", "'2024-13-01' is not an ISO 8601 timestamp"),
         ("event_time", 1706781600000, "expected an ISO 8601 timestamp string, got a number"),
+        ("event_time", "0001-01-01T00:00:00+05:00", "is outside the years 1 to 9999 once converted to UTC"),
+        ("event_time", "9999-12-31T23:30:00-01:00", "is outside the years 1 to 9999 once converted to UTC"),
         ("event_type", None, "is required"),
         ("amplitude_id", "42", "expected an integer, got a string"),
         ("amplitude_id", True, "expected an integer, got a boolean"),
@@ -187,6 +189,16 @@ def test_json_columns_take_objects_that_json_can_represent():
     ]
     assert errors_of(permanent_user_properties, {"amplitude_id": 1, "paying": "yes"}) == [
         ("paying", "expected true or false, got a string")
+    ]
+
+
+def test_a_json_value_too_deep_to_write_is_invalid():
+    deep: dict[str, Any] = {}
+    for _ in range(100_000):  # deeper than Python's recursion limit, which json.dumps works within
+        deep = {"a": deep}
+
+    assert errors_of(tmp_event_properties, {"uuid": "u", "event_properties": deep}) == [
+        ("event_properties", "nests arrays or objects too deeply")
     ]
 
 
