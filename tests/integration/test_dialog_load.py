@@ -1,10 +1,12 @@
-"""The dialog load on real databases: counts, ownership rules, rejects, re-runs and races."""
+"""The dialog load on real databases: counts, stored content, ownership rules, rejects, re-runs, races
+and batch bounds."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import threading
+from collections import Counter
 
 import sqlalchemy as sa
 
@@ -31,9 +33,23 @@ def conversations(target):
         return {r.call_id: r for r in conn.execute(sa.select(prepared_conversations))}
 
 
-def rejects(target):
+def rejects(target) -> Counter:
+    """How often each (source row, reason) is stored: a re-run must leave every count at 1."""
     with target.connect() as conn:
-        return {(r.source_id, r.reason) for r in conn.execute(sa.select(prepared_conversation_rejects))}
+        return Counter(
+            (r.source_id, r.reason) for r in conn.execute(sa.select(prepared_conversation_rejects))
+        )
+
+
+def assert_stored_as_generated(world, row):
+    """A stored conversation holds exactly the call's usable utterances in speaking order, as the
+    synthetic world generated them: turns_json, dialog_text, turn_count, first and last time."""
+    turns = world.turns(row.call_id)
+    assert json.loads(row.turns_json) == turns, row.call_id
+    assert row.dialog_text == world.dialog_text(row.call_id), row.call_id
+    assert row.turn_count == len(turns)
+    times = [dt.datetime.fromisoformat(t["time"]) for t in turns]
+    assert (row.first_time, row.last_time) == (times[0], times[-1]), row.call_id
 
 
 def check_day(world, source, target, *, invalid_bytes=True):
@@ -55,6 +71,7 @@ def check_day(world, source, target, *, invalid_bytes=True):
             group,
             usable,
         )
+        assert_stored_as_generated(world, rows[call_id])
 
     # A call handed over to the next group is loaded once, by its first group, with both groups' turns.
     transfer = rows["C20240601-G01-00001"]
@@ -62,18 +79,24 @@ def check_day(world, source, target, *, invalid_bytes=True):
     # A call that started at 23:59 keeps its utterances after midnight, and June 2 does not load it.
     midnight = rows["C20240601-G01-00000"]
     assert midnight.first_time.date() == DAY and midnight.last_time.date() == DAYS[1]
+    # Turns follow time, then seq: the source numbered the first utterance of call 5 late, and the
+    # second and third of call 6 share a second with their seq numbers swapped against their ids.
+    assert [t["seq"] for t in json.loads(rows["C20240601-G01-00005"].turns_json)][:2] == [2, 1]
+    assert [t["seq"] for t in json.loads(rows["C20240601-G01-00006"].turns_json)][:3] == [1, 2, 3]
 
     found = rejects(target)
     reasons = {reason for _, reason in found}
     assert {"empty_content", "undecodable_text", "missing_call_id", "missing_group_code"} <= reasons
     day_bad = {i for i, _ in found}
     assert day_bad <= world.bad_row_ids
+    assert set(found.values()) == {1}
 
     # Re-run: nothing inserted twice, nothing rejected twice.
     again = run_day(source, target, DAY, run_id="second_run")
     assert (again["inserted"], again["skipped_existing"]) == (0, expected["conversations"])
     assert len(conversations(target)) == len(owned)
     assert rejects(target) == found
+    assert conversations(target) == rows  # the second run rewrote nothing either
 
     summary2 = run_day(source, target, DAYS[1])
     assert "C20240601-G01-00000" in conversations(target)
@@ -145,3 +168,34 @@ def test_batches_are_bounded_by_rows_and_by_text_size(sqlite_conn):
     assert inserts(batch_size=1000, batch_bytes=10**9) == 1
     assert inserts(batch_size=15, batch_bytes=10**9) == 3  # 15 + 15 + 10
     assert inserts(batch_size=1000, batch_bytes=1) == 40  # every conversation exceeds one byte
+
+
+def test_the_text_size_bound_counts_utf8_bytes_not_characters(sqlite_conn):
+    """Chinese text takes three bytes a character in UTF-8. With the bound set between the day's
+    character count and its byte count, a bound counted in characters would never be reached (one
+    batch); counted in bytes it splits the day, and no batch holds the bound's worth of bytes before
+    its last conversation was added."""
+    source, target = engine_for(sqlite_conn("dialog_src")), engine_for(sqlite_conn("dialog_dst"))
+    build_world(source, [DAY], groups=1, calls_per_group_day=40, edge_cases=False)
+    ensure_target_tables(target)
+    assert load_group(source, target, DAY, "G01", "sizes").inserted == 40
+    with target.begin() as conn:
+        texts = [(r.turns_json, r.dialog_text) for r in conn.execute(sa.select(prepared_conversations))]
+        conn.execute(prepared_conversations.delete())
+    chars = sum(len(a) + len(b) for a, b in texts)
+    size = sum(len(a.encode()) + len(b.encode()) for a, b in texts)
+    bound = chars + 1
+    assert chars < bound <= size  # the content is mostly Chinese: the two counts straddle the bound
+
+    batches: list[list[int]] = []  # per INSERT statement, the UTF-8 size of each conversation
+
+    def record(conn, clauseelement, multiparams, params, execution_options, result):
+        if getattr(clauseelement, "table", None) is prepared_conversations:
+            rows = multiparams[0] if multiparams and isinstance(multiparams[0], list) else multiparams
+            batches.append([len(r["turns_json"].encode()) + len(r["dialog_text"].encode()) for r in rows])
+
+    sa.event.listen(target, "after_execute", record)
+    assert load_group(source, target, DAY, "G01", "bounded", batch_bytes=bound).inserted == 40
+    assert sum(len(b) for b in batches) == 40
+    assert len(batches) >= 2, f"{size} bytes in one batch under a bound of {bound} bytes"
+    assert all(sum(b[:-1]) < bound for b in batches), [sum(b) for b in batches]
