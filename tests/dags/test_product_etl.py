@@ -4,6 +4,7 @@ the summary's shape and the products Asset event."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,8 @@ from include.common.db import engine_for
 from include.product.schema import products
 from include.sandbox.dagrun import load_dag, run_dag
 from include.sandbox.product_data import fill_staging, generate
+
+KNOWN_SKUS = ["BL0000000", "ST0000001", "TT0000502", "JP0001195"]
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +36,10 @@ def asset_events(run_id: str) -> int:
 
 def test_dry_run_then_load_then_nothing_new(sqlite_conn):
     engine = engine_for(sqlite_conn("product_db"))
+    truth: dict = {}
     fill_staging(
-        engine, generate(1200, start=dt.datetime(2024, 1, 1), rows_per_timestamp=1200, bad_every=100)
+        engine,
+        generate(1200, start=dt.datetime(2024, 1, 1), rows_per_timestamp=1200, bad_every=100, truth=truth),
     )
 
     dry = run_dag("product_etl", {"dry_run": True, "limit": 500})
@@ -59,6 +64,22 @@ def test_dry_run_then_load_then_nothing_new(sqlite_conn):
     assert load.task_states["publish_products"] == "success" and asset_events(load.run_id) == 1
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(products)) == 1188
+        known = conn.execute(sa.select(products).where(products.c.sku.in_(KNOWN_SKUS))).all()
+    # A few known products hold the values the synthetic feed meant by its spellings.
+    assert len(known) == len(KNOWN_SKUS)
+    for row in known:
+        product = truth[row.brand_code, row.sku]
+        assert (row.name, row.price, row.category, row.status, row.is_active) == (
+            product["name"],
+            product["price"],
+            product["category"],
+            product["status"],
+            product["is_active"],
+        )
+        assert (json.loads(row.attributes), json.loads(row.images)) == (
+            product["attributes"],
+            product["images"],
+        )
 
     idle = run_dag("product_etl", {})
     assert idle.summary["read"] == 0 and idle.summary["watermark_start"] == load.summary["watermark_end"]
