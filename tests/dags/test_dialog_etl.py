@@ -122,3 +122,26 @@ def test_target_date_is_validated_before_the_run_starts(bad, sqlite_conn):
     dag = load_dag("dialog_etl")
     with pytest.raises(ParamValidationError, match="target_date"):
         dag.test(run_conf={"target_date": bad})
+
+
+def test_a_target_of_another_shape_fails_the_run_before_anything_is_written(sqlite_conn):
+    """An existing prepared_conversations without the pipeline's columns fails find_groups at once
+    (no retry can fix it), before any load: the table keeps its rows and no rejects table appears."""
+    build_world(engine_for(sqlite_conn("dialog_src")), [DAY], groups=2, calls_per_group_day=5)
+    target = engine_for(sqlite_conn("dialog_dst"))
+    with target.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE prepared_conversations (id INTEGER PRIMARY KEY, call_id VARCHAR(64) NOT NULL UNIQUE,"
+            " conversation TEXT NOT NULL)"
+        )
+        conn.exec_driver_sql("INSERT INTO prepared_conversations (call_id, conversation) VALUES ('C0', 'x')")
+
+    outcome = run_dag("dialog_etl", {"target_date": "2024-06-01"})
+    assert outcome.state == "failed"
+    assert outcome.task_states["find_groups"] == "failed"
+    assert not any(k.startswith("load_group") and v == "success" for k, v in outcome.task_states.items())
+    with target.connect() as conn:
+        assert conn.exec_driver_sql("SELECT call_id, conversation FROM prepared_conversations").all() == [
+            ("C0", "x")
+        ]
+        assert not sa.inspect(conn).has_table("prepared_conversation_rejects")

@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from include.common.db import engine_for
+from include.common.watermark import Watermark, ensure_watermark_table, load_watermark, save_watermark
+from include.product.etl import WATERMARK_NAME
 from include.product.schema import products
 from include.sandbox.dagrun import load_dag, run_dag
 from include.sandbox.product_data import fill_staging, generate
@@ -94,3 +96,26 @@ def test_params_are_validated_before_the_run_starts(conf, sqlite_conn):
 
     with pytest.raises(ParamValidationError):
         load_dag("product_etl").test(run_conf=conf)
+
+
+def test_products_of_another_shape_fail_the_run_before_anything_is_written(sqlite_conn):
+    """A products table the migration cannot bring into shape fails migrate_schema at once (no retry
+    can fix it): products and the watermark stay as they were, and nothing is migrated or loaded."""
+    engine = engine_for(sqlite_conn("product_db"))
+    fill_staging(engine, generate(100, start=dt.datetime(2024, 1, 1), bad_every=0))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE products (id INTEGER PRIMARY KEY, sku VARCHAR(64) NOT NULL UNIQUE, price VARCHAR(32),"
+            " warehouse VARCHAR(16) NOT NULL)"
+        )
+        conn.exec_driver_sql("INSERT INTO products (sku, price, warehouse) VALUES ('BL0000000', '1', 'W1')")
+        ensure_watermark_table(conn)
+        save_watermark(conn, WATERMARK_NAME, Watermark(dt.datetime(2023, 12, 31), 0))
+
+    outcome = run_dag("product_etl", {})
+    assert outcome.state == "failed"
+    assert outcome.task_states["migrate_schema"] == "failed" and outcome.task_states["load"] != "success"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT * FROM products").all() == [(1, "BL0000000", "1", "W1")]
+        assert load_watermark(conn, WATERMARK_NAME) == Watermark(dt.datetime(2023, 12, 31), 0)
+        assert set(sa.inspect(conn).get_table_names()) == {"products_staging", "products", "etl_watermark"}

@@ -8,11 +8,18 @@ import json
 import threading
 from collections import Counter
 
+import pytest
 import sqlalchemy as sa
 
 from include.common.db import engine_for
+from include.common.table_shape import TableShapeError
 from include.dialog.etl import find_groups, load_group, reject_unroutable, summarize
-from include.dialog.schema import ensure_target_tables, prepared_conversation_rejects, prepared_conversations
+from include.dialog.schema import (
+    check_source_table,
+    ensure_target_tables,
+    prepared_conversation_rejects,
+    prepared_conversations,
+)
 from include.sandbox.dialog_data import build_world
 
 DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2)]
@@ -199,3 +206,96 @@ def test_the_text_size_bound_counts_utf8_bytes_not_characters(sqlite_conn):
     assert sum(len(b) for b in batches) == 40
     assert len(batches) >= 2, f"{size} bytes in one batch under a bound of {bound} bytes"
     assert all(sum(b[:-1]) < bound for b in batches), [sum(b) for b in batches]
+
+
+GENERATED_ID = {
+    "sqlite": "id INTEGER PRIMARY KEY",
+    "mysql": "id INTEGER PRIMARY KEY AUTO_INCREMENT",
+    "postgresql": "id SERIAL PRIMARY KEY",
+}
+
+
+def table_rows(engine, table: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY id")]
+
+
+def test_an_existing_target_of_another_shape_fails_before_anything_is_written(any_db_conn):
+    """A DBA's prepared_conversations without turns_json / dialog_text, with an integer call_id, a
+    short group_code, a NOT NULL column the pipeline does not fill and no unique call_id: the load stops
+    at the check, naming each problem and the expected shape, and the table keeps its one row."""
+    source, target = engine_for(any_db_conn("dialog_src")), engine_for(any_db_conn("dialog_dst"))
+    build_world(source, [DAY], groups=1, calls_per_group_day=5, invalid_bytes=False)
+    with target.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE prepared_conversations ({GENERATED_ID[target.dialect.name]},"
+            " call_id INTEGER NOT NULL, group_code VARCHAR(8) NOT NULL, dialog_date DATE NOT NULL,"
+            " turn_count INTEGER NOT NULL, conversation TEXT, agent VARCHAR(32) NOT NULL,"
+            " first_time TIMESTAMP NOT NULL, last_time TIMESTAMP NOT NULL, etl_run_id VARCHAR(250) NOT NULL,"
+            " loaded_at TIMESTAMP NOT NULL)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO prepared_conversations (call_id, group_code, dialog_date, turn_count, conversation,"
+            " agent, first_time, last_time, etl_run_id, loaded_at) VALUES (7, 'G01', '2024-05-31', 2, 'x',"
+            " 'a1', '2024-05-31 10:00:00', '2024-05-31 10:01:00', 'old', '2024-06-01 00:00:00')"
+        )
+    before = table_rows(target, "prepared_conversations")
+
+    with pytest.raises(TableShapeError) as caught:
+        ensure_target_tables(target)
+    message = str(caught.value)
+    assert "nothing was written" in message  # the nullable extra column `conversation` is no problem
+    problems = message.split("prepared_conversations:\n")[1].split("\n  expected:")[0].splitlines()
+    assert problems[0].startswith("  - call_id is INT") and problems[0].endswith(": expected text(64)")
+    assert problems[1:] == [
+        # SQLite stores any length in a VARCHAR(8)
+        *(
+            []
+            if target.dialect.name == "sqlite"
+            else ["  - group_code is VARCHAR(8): shorter than the 32 characters the pipeline stores there"]
+        ),
+        "  - missing column turns_json (text)",
+        "  - missing column dialog_text (text)",
+        "  - extra column agent is NOT NULL without a default: the pipeline's inserts leave it out",
+        "  - no unique key on (call_id)",
+    ]
+    assert "expected: id integer, generated primary key; call_id text(64), not null; group_code" in message
+
+    with target.connect() as conn:
+        assert not sa.inspect(conn).has_table("prepared_conversation_rejects")  # nothing was created
+    assert table_rows(target, "prepared_conversations") == before
+
+
+def test_an_existing_target_with_extra_columns_is_loaded(any_db_conn):
+    """The pipeline's columns plus the DBA's own (nullable, or NOT NULL with a default) take the load."""
+    source, target = engine_for(any_db_conn("dialog_src")), engine_for(any_db_conn("dialog_dst"))
+    world = build_world(source, [DAY], groups=2, calls_per_group_day=8, invalid_bytes=False)
+    ensure_target_tables(target)
+    with target.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE prepared_conversations ADD COLUMN remark VARCHAR(255)")
+        conn.exec_driver_sql(
+            "ALTER TABLE prepared_conversations ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 0"
+        )
+    summary = run_day(source, target, DAY)
+    assert summary["inserted"] == world.expected(DAY)["conversations"]
+    with target.connect() as conn:
+        extras = conn.exec_driver_sql("SELECT remark, reviewed FROM prepared_conversations").all()
+    assert set(extras) == {(None, 0)}
+
+
+def test_a_source_without_the_columns_read_fails_naming_them(any_db_conn):
+    source = engine_for(any_db_conn("dialog_src"))
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE people_customer_dialog ({GENERATED_ID[source.dialect.name]}, call_id VARCHAR(64),"
+            " group_code VARCHAR(32), role VARCHAR(16), content TEXT, seq INTEGER, created_at VARCHAR(32))"
+        )
+    with pytest.raises(TableShapeError) as caught:
+        check_source_table(source)
+    message = str(caught.value)
+    problems = message.split("people_customer_dialog:\n")[1].split("\n  expected:")[0].splitlines()
+    assert problems[0] == "  - missing column speaker (text)"
+    assert problems[1].startswith("  - created_at is VARCHAR(32)") and problems[1].endswith(
+        ": expected datetime"
+    )
+    assert len(problems) == 2

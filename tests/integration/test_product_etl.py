@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from include.common.db import engine_for
-from include.common.watermark import Watermark, load_watermark
+from include.common.table_shape import TableShapeError
+from include.common.watermark import Watermark, ensure_watermark_table, load_watermark, save_watermark
 from include.product.etl import WATERMARK_NAME, run_batches
 from include.product.migrations import migrate
 from include.product.schema import product_change_log, product_etl_rejects, products
@@ -291,3 +292,57 @@ def test_migration_of_a_products_table_keyed_by_sku(engine):
         assert conn.scalar(sa.select(sa.func.count()).select_from(products)) == 9
         (stock,) = conn.exec_driver_sql("SELECT stock FROM products WHERE sku = 'BL0000000'").one()
     assert stock == 5
+
+
+def table_rows(engine, table: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY id")]
+
+
+def test_existing_tables_of_another_shape_fail_before_anything_is_written(engine):
+    """A DBA's products with a text price and a NOT NULL column the pipeline does not fill cannot be
+    migrated into shape: the run stops before the migration, naming both, and products, the watermark
+    and the rest of the database stay as they were. A missing brand_code and key are no problem: the
+    migration adds them."""
+    fill_staging(engine, generate(50, start=T0, bad_every=0))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE products ({LEGACY_PK[engine.dialect.name]}, sku VARCHAR(64) NOT NULL UNIQUE,"
+            " name VARCHAR(255), price VARCHAR(32), stock INTEGER NOT NULL)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO products (sku, name, price, stock) VALUES ('BL0000000', 'old', '1', 5)"
+        )
+        ensure_watermark_table(conn)
+        save_watermark(conn, WATERMARK_NAME, Watermark(T0 - dt.timedelta(days=1), 0))
+    products_before, watermark_before = table_rows(engine, "products"), table_rows(engine, "etl_watermark")
+    tables_before = set(sa.inspect(engine).get_table_names())
+
+    with pytest.raises(TableShapeError) as caught:
+        migrate(engine)
+    message = str(caught.value)
+    problems = message.split("products:\n")[1].split("\n  expected:")[0].splitlines()
+    assert problems == [
+        "  - price is VARCHAR(32): expected decimal(12,2)",
+        "  - extra column stock is NOT NULL without a default: the pipeline's inserts leave it out",
+    ]
+    assert "nothing was written" in message and "products_staging" not in message
+
+    assert table_rows(engine, "products") == products_before
+    assert table_rows(engine, "etl_watermark") == watermark_before
+    assert set(sa.inspect(engine).get_table_names()) == tables_before  # no schema version, no change log
+
+
+def test_a_staging_table_without_the_columns_read_fails_naming_them(engine):
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE products_staging ({LEGACY_PK[engine.dialect.name]}, brand_code VARCHAR(32),"
+            " sku VARCHAR(64), name VARCHAR(255), price DECIMAL(12, 2), currency VARCHAR(8),"
+            " category VARCHAR(128), attributes TEXT, images TEXT, status VARCHAR(32), is_active VARCHAR(8),"
+            " updated_at DATETIME NOT NULL)"
+        )
+    with pytest.raises(TableShapeError) as caught:
+        migrate(engine)
+    problems = str(caught.value).split("products_staging:\n")[1].split("\n  expected:")[0].splitlines()
+    assert problems == ["  - missing column src_updated_at (datetime)"]  # a DECIMAL price reads fine
+    assert set(sa.inspect(engine).get_table_names()) == {"products_staging"}
