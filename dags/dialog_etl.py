@@ -20,6 +20,11 @@ group of its first utterance; a call handed over to another group, or running pa
 once, by that owner, with all its utterances (up to 6 hours either side of the day). Utterances
 without call_id or group_code, with empty content, or with undecodable text go to
 `prepared_conversation_rejects` with their reason and run id; the rest of the load goes on.
+
+**Existing tables.** `find_groups` first checks `people_customer_dialog` and any existing target
+table against the columns the pipeline reads and writes; one that does not fit fails the task at once,
+before anything is written, and its log names each problem and the expected shape (README: Existing
+tables).
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ loses at most its batch in flight, and the next one resumes exactly there. The w
 watermark_start, watermark_end, dry_run}`; when products changed, `publish_products` updates the Asset
 `belle_ai.products` that downstream DAGs can schedule on. The schema migrates itself first
 (`migrate_schema`, versioned and re-runnable; it also converts a `products` table keyed by `sku`).
+
+**Existing tables.** Before migrating, `migrate_schema` checks `products_staging` and every existing
+table the pipeline writes; one the migration cannot bring into shape (a column of another type, a NOT
+NULL column the pipeline does not fill) fails the task at once, before anything is written, and its
+log names each problem and the expected shape (README: Existing tables).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from include.common.table_shape import check_tables
 from include.common.types import BigId, LongText
 
 source_metadata = sa.MetaData()
@@ -79,6 +80,14 @@ prepared_conversation_rejects = sa.Table(
 )
 
 
+def check_source_table(engine: sa.Engine) -> None:
+    """Fail (:class:`~include.common.table_shape.TableShapeError`) unless ``people_customer_dialog``
+    exists with the columns the pipeline reads."""
+    check_tables(engine, "dialog_etl", reads=[people_customer_dialog])
+
+
 def ensure_target_tables(engine: sa.Engine) -> None:
-    """Create the target tables if missing (never alters existing ones)."""
+    """Create the target tables if missing. Existing ones are never altered: they are checked first,
+    and one that cannot take the pipeline's rows fails the run before anything is written."""
+    check_tables(engine, "dialog_etl", writes=target_metadata.sorted_tables)
     target_metadata.create_all(engine, checkfirst=True)

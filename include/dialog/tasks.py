@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import logging
 
+from include.common.dag_defaults import fail_without_retry
 from include.common.db import engine_for
+from include.common.table_shape import TableShapeError
 from include.common.timeutil import parse_day
 from include.dialog.etl import find_groups, load_group, reject_unroutable, summarize
-from include.dialog.schema import ensure_target_tables
+from include.dialog.schema import check_source_table, ensure_target_tables
 
 log = logging.getLogger(__name__)
 
 
 def find_groups_task(source_conn_id: str, target_conn_id: str, target_date: str) -> list[str]:
-    """Create the target tables if needed (once, before the fan-out) and list the day's groups."""
-    ensure_target_tables(engine_for(target_conn_id))
-    groups = find_groups(engine_for(source_conn_id), parse_day(target_date))
+    """Check the tables and create the missing target ones (once, before the fan-out); list the day's
+    groups. A table of the wrong shape fails the task at once: retrying cannot fix it."""
+    source, target = engine_for(source_conn_id), engine_for(target_conn_id)
+    with fail_without_retry(TableShapeError):
+        check_source_table(source)
+        ensure_target_tables(target)
+    groups = find_groups(source, parse_day(target_date))
     log.info("%s: %d group_codes: %s", target_date, len(groups), ", ".join(groups))
     return groups
 

@@ -5,6 +5,11 @@ Each step looks at the live schema before changing it, so it is safe on a databa
 is recorded in ``product_schema_version`` so that later runs skip it. The steps bring an existing
 ``products`` table keyed by ``sku`` alone to the ``(brand_code, sku)`` key without losing its rows or
 its other columns.
+
+Before any step, every table the pipeline reads or writes is checked against its model
+(:mod:`include.common.table_shape`), allowing for what the pending steps will add, so a table they
+cannot bring into shape (a column of another type, a NOT NULL column the pipeline does not fill, no
+generated ``id``) stops the run before anything, the migration included, was written.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import sqlalchemy as sa
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 
-from include.common.watermark import ensure_watermark_table
-from include.product.schema import product_change_log, product_etl_rejects, products
+from include.common.table_shape import check_tables, unique_keys
+from include.common.watermark import ensure_watermark_table, etl_watermark
+from include.product.schema import product_change_log, product_etl_rejects, products, products_staging
 
 log = logging.getLogger(__name__)
 
@@ -39,33 +45,6 @@ def _ops(conn: sa.Connection) -> Operations:
 
 def _columns(conn: sa.Connection, table: str) -> set[str]:
     return {c["name"] for c in sa.inspect(conn).get_columns(table)}
-
-
-def _unique_keys(conn: sa.Connection, table: str) -> list[tuple[str, list[str], str]]:
-    """(name, columns, kind) of each unique key of ``table``, kind being "constraint" or "index".
-
-    SQLite does not reflect a UNIQUE written on a column, so its own catalogue is read instead;
-    MySQL and PostgreSQL report a key once as constraint and once as index, and are counted once.
-    """
-    if conn.dialect.name == "sqlite":
-        keys = []
-        for _seq, name, unique, origin, *_ in conn.exec_driver_sql(f"PRAGMA index_list('{table}')"):
-            if unique and origin in ("u", "c"):
-                columns = [row[2] for row in conn.exec_driver_sql(f"PRAGMA index_info('{name}')")]
-                keys.append((name, columns, "constraint" if origin == "u" else "index"))
-        return keys
-    inspector = sa.inspect(conn)
-    keys = [
-        (u["name"], u["column_names"], "constraint")
-        for u in inspector.get_unique_constraints(table)
-        if "duplicates_index" not in u
-    ]
-    keys += [
-        (i["name"], i["column_names"], "index")
-        for i in inspector.get_indexes(table)
-        if i.get("unique") and "duplicates_constraint" not in i
-    ]
-    return keys
 
 
 def step_products_table(conn: sa.Connection) -> None:
@@ -111,7 +90,7 @@ def step_brand_sku_key(conn: sa.Connection) -> None:
                 "  AND TRIM(COALESCE(s.brand_code, '')) <> '')"
             )
         )
-    keys = _unique_keys(conn, "products")
+    keys = unique_keys(conn, "products")
     sku_only = [(name, kind) for name, columns, kind in keys if columns == ["sku"]]
     has_key = any(columns == KEY_COLUMNS for _, columns, _ in keys)
     if conn.dialect.name == "sqlite" and any(kind == "constraint" for _, kind in sku_only):
@@ -151,11 +130,29 @@ STEPS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
 ]
 
 
+def check_schema(engine: sa.Engine, pending: set[int]) -> None:
+    """Raise :class:`~include.common.table_shape.TableShapeError` unless the staging feed can be read
+    and the existing tables can take the pipeline's rows once the ``pending`` steps have run."""
+    may_add = {"products": [c.name for c in products.columns if c.name != "id"]} if 1 in pending else {}
+    may_add_keys = {"products": [tuple(KEY_COLUMNS)]} if 2 in pending else {}
+    check_tables(
+        engine,
+        "product_etl",
+        reads=[products_staging],
+        writes=[products, product_change_log, product_etl_rejects, etl_watermark],
+        may_add=may_add,
+        may_add_keys=may_add_keys,
+    )
+
+
 def migrate(engine: sa.Engine) -> list[str]:
-    """Apply the steps not yet recorded; return the names of those applied now."""
+    """Check the tables, then apply the steps not yet recorded; return the names of those applied now."""
+    with engine.connect() as conn:
+        recorded = sa.inspect(conn).has_table(version_table.name)
+        done = set(conn.scalars(sa.select(version_table.c.version))) if recorded else set()
+    check_schema(engine, {version for version, _, _ in STEPS if version not in done})
     with engine.begin() as conn:
         version_table.create(conn, checkfirst=True)
-        done = set(conn.scalars(sa.select(version_table.c.version)))
     applied = []
     for version, name, step in STEPS:
         if version in done:

@@ -38,13 +38,14 @@ products_staging = sa.Table(
     sa.Column("brand_code", sa.String(32)),
     sa.Column("sku", sa.String(64)),
     sa.Column("name", sa.String(255)),
-    sa.Column("price", sa.String(32)),
+    # A DBA's table may type these as what they hold: the normalizer reads those values too.
+    sa.Column("price", sa.String(32), info={"shape_accepts": ("decimal", "integer", "float")}),
     sa.Column("currency", sa.String(8)),
     sa.Column("category", sa.String(128)),
-    sa.Column("attributes", LongText),
-    sa.Column("images", LongText),
+    sa.Column("attributes", LongText, info={"shape_accepts": ("json", "jsonb")}),
+    sa.Column("images", LongText, info={"shape_accepts": ("json", "jsonb")}),
     sa.Column("status", sa.String(32)),
-    sa.Column("is_active", sa.String(8)),
+    sa.Column("is_active", sa.String(8), info={"shape_accepts": ("boolean", "integer")}),
     sa.Column("src_updated_at", sa.DateTime, nullable=False),
     # The pipeline's keyset cursor.
     sa.Index("ix_products_staging_updated_id", "src_updated_at", "id"),

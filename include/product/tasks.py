@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from include.common.dag_defaults import fail_without_retry
 from include.common.db import engine_for
+from include.common.table_shape import TableShapeError
 from include.common.watermark import START, Watermark
 from include.product.etl import current_watermark, run_batches
 from include.product.migrations import migrate
@@ -14,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def migrate_task(conn_id: str) -> list[str]:
-    """Bring the schema up to date (a no-op once it is)."""
-    return migrate(engine_for(conn_id))
+    """Check the tables and bring the schema up to date (a no-op once it is). A table the migration
+    cannot bring into shape fails the task at once: retrying cannot fix it."""
+    with fail_without_retry(TableShapeError):
+        return migrate(engine_for(conn_id))
 
 
 def watermark_start_task(conn_id: str, resume: bool) -> dict:

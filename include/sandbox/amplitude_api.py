@@ -139,10 +139,10 @@ class AmplitudeSimulator:
         self.api.route("GET", "/api/2/export")(self._export)
 
     @contextlib.contextmanager
-    def serve(self, port: int = 0) -> Generator[str]:
-        """Serve on 127.0.0.1 until the block ends; yield the base URL. Removes the built exports after."""
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> Generator[str]:
+        """Serve on ``host`` until the block ends; yield the base URL. Removes the built exports after."""
         try:
-            with self.api.serve(port) as base_url:
+            with self.api.serve(port, host) as base_url:
                 yield base_url
         finally:
             self.close()
@@ -522,7 +522,8 @@ def _range(query: Mapping[str, str]) -> tuple[dt.datetime, dt.datetime]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve a synthetic Amplitude Export API on 127.0.0.1.")
+    parser = argparse.ArgumentParser(description="Serve a synthetic Amplitude Export API.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--events-per-hour", type=int, default=24)
     parser.add_argument("--parts-per-hour", type=int, default=1)
@@ -538,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with simulator.serve(args.port) as base_url:
+    with simulator.serve(args.port, args.host) as base_url:
         projects = [project.credentials() for project in simulator.projects.values()]
         print(json.dumps({"base_url": base_url, "projects": projects}), flush=True)
         stop.wait()

@@ -196,9 +196,9 @@ class AppMetricaSimulator:
         return min(self.tokens[self.token])
 
     @contextlib.contextmanager
-    def serve(self, port: int = 0) -> Generator[str]:
-        """Serve on 127.0.0.1 until the block ends; yield the base URL."""
-        with self.api.serve(port) as base_url:
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> Generator[str]:
+        """Serve on ``host`` until the block ends; yield the base URL."""
+        with self.api.serve(port, host) as base_url:
             yield base_url
 
     def queued(self, application_id: int) -> int:
@@ -452,7 +452,8 @@ def _auth_error() -> Response:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve a synthetic AppMetrica Logs API on 127.0.0.1.")
+    parser = argparse.ArgumentParser(description="Serve a synthetic AppMetrica Logs API.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     parser.add_argument("--application-id", type=int, default=DEFAULT_APPLICATION_ID)
@@ -471,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with simulator.serve(args.port) as base_url:
+    with simulator.serve(args.port, args.host) as base_url:
         print(
             json.dumps({"base_url": base_url, "token": args.token, "application_id": args.application_id}),
             flush=True,

@@ -116,9 +116,9 @@ class CallioSimulator:
         self.api.route("POST", "/_sandbox/advance")(self._advance)
 
     @contextlib.contextmanager
-    def serve(self, port: int = 0) -> Generator[str]:
-        """Serve on 127.0.0.1 until the block ends; yield the base URL."""
-        with self.api.serve(port) as base_url:
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> Generator[str]:
+        """Serve on ``host`` until the block ends; yield the base URL."""
+        with self.api.serve(port, host) as base_url:
             yield base_url
 
     def accounts(self) -> list[dict[str, str]]:
@@ -274,7 +274,8 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve a synthetic Callio API on 127.0.0.1.")
+    parser = argparse.ArgumentParser(description="Serve a synthetic Callio API.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--tenants", type=int, default=3)
     parser.add_argument("--customers", type=int, default=2_000, help="per tenant")
@@ -310,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with simulator.serve(args.port) as base_url:
+    with simulator.serve(args.port, args.host) as base_url:
         print(
             json.dumps({"base_url": base_url, "accounts": world.accounts()}, ensure_ascii=False), flush=True
         )

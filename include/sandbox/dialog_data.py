@@ -2,8 +2,13 @@
 
 Deterministic for a given seed, so the demo, the tests and the benchmark can predict exactly what the
 pipeline must produce. Besides ordinary calls the generator plants the cases the pipeline handles on
-purpose: calls that move to another group, calls that run past midnight, and bad rows (no call_id, no
-group_code, empty content, text broken by an earlier decode, bytes that are not UTF-8).
+purpose: calls that move to another group, calls that run past midnight, calls whose ``seq`` numbers
+disagree with their times (the source numbers some utterances late), two utterances of one call in the
+same second, and bad rows (no call_id, no group_code, empty content, text broken by an earlier decode,
+bytes that are not UTF-8).
+
+The world also keeps each call's usable utterances, so tests can compare what the pipeline stored with
+what it should have stored, computed from the generator's own records rather than by the pipeline's code.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ AGENT_LINES = [
     "发票会随包裹一起寄出。",
 ]
 BOT_LINES = ["您好，这里是智能客服小贝。", "正在为您转接人工客服，请稍候。", "请问您要咨询哪类问题？"]
+#: The speaker labels of ``dialog_text`` as the README gives them; written out here, not imported from
+#: the pipeline, so that the expected text does not come from the code it checks.
+SPEAKER_NAMES = {"customer": "客户", "agent": "坐席", "bot": "机器人"}
 
 
 @dataclass
@@ -61,10 +69,34 @@ class DialogWorld:
     calls: dict[str, tuple[dt.date, str, int]] = field(default_factory=dict)
     #: source ids of rows that must end up in the rejects table
     bad_row_ids: set[int] = field(default_factory=set)
+    #: call_id -> its usable source rows, as generated (kept only when ``keep_utterances``)
+    utterances: dict[str, list[dict]] = field(default_factory=dict)
+    keep_utterances: bool = True
 
     def expected(self, day: dt.date) -> dict[str, int]:
         owned = [c for c in self.calls.values() if c[0] == day]
         return {"conversations": len(owned), "groups": len({c[1] for c in owned})}
+
+    def turns(self, call_id: str) -> list[dict]:
+        """The turns a correct load stores for ``call_id``: its usable utterances in speaking order
+        (time, then ``seq``, then id), each as ``{seq, time, speaker, group_code, content}``."""
+        ordered = sorted(self.utterances[call_id], key=lambda r: (r["created_at"], r["seq"], r["id"]))
+        return [
+            {
+                "seq": r["seq"],
+                "time": r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                "speaker": r["speaker"],
+                "group_code": r["group_code"],
+                "content": r["content"],
+            }
+            for r in ordered
+        ]
+
+    def dialog_text(self, call_id: str) -> str:
+        """The ``dialog_text`` a correct load stores: one ``[HH:MM:SS] speaker: text`` line a turn."""
+        return "\n".join(
+            f"[{t['time'][11:]}] {SPEAKER_NAMES[t['speaker']]}: {t['content']}" for t in self.turns(call_id)
+        )
 
 
 def group_codes(n: int) -> list[str]:
@@ -81,10 +113,13 @@ def generate(
     invalid_bytes: bool = True,
     world: DialogWorld | None = None,
 ) -> Iterator[dict]:
-    """Yield source rows (with explicit ids) and fill ``world`` with the expected outcome."""
+    """Yield source rows (with explicit ids) and fill ``world`` with the expected outcome.
+
+    Without a ``world`` nobody reads the outcome, so the utterances are not kept (the benchmark
+    generates millions of rows)."""
     rng = random.Random(seed)
     codes = group_codes(groups)
-    world = world if world is not None else DialogWorld(days, codes)
+    world = world if world is not None else DialogWorld(days, codes, keep_utterances=False)
     next_id = 1
     for day in days:
         for g, code in enumerate(codes):
@@ -101,8 +136,8 @@ def generate(
                 bad_seq = {2: "   ", 3: "订单\ufffd\ufffd号"}.get(n) if edge_cases else None
                 if edge_cases and invalid_bytes and n == 4:
                     bad_seq = "退款".encode("gbk")  # legacy GBK bytes: not UTF-8
-                usable = 0
                 at = start
+                call_rows: list[dict] = []
                 for seq in range(1, count + 1):
                     speaker = "bot" if seq == 1 else ("customer" if seq % 2 == 0 else "agent")
                     lines = {"bot": BOT_LINES, "customer": CUSTOMER_LINES, "agent": AGENT_LINES}[speaker]
@@ -113,20 +148,26 @@ def generate(
                     if bad_seq is not None and seq == 2:
                         content = bad_seq
                         world.bad_row_ids.add(next_id)
-                    else:
-                        usable += 1
                     at += dt.timedelta(seconds=30 if kind == "midnight" else rng.randint(3, 40))
-                    yield {
-                        "id": next_id,
-                        "call_id": call_id,
-                        "group_code": row_group,
-                        "speaker": speaker,
-                        "content": content,
-                        "seq": seq,
-                        "created_at": at,
-                    }
+                    call_rows.append(
+                        {
+                            "id": next_id,
+                            "call_id": call_id,
+                            "group_code": row_group,
+                            "speaker": speaker,
+                            "content": content,
+                            "seq": seq,
+                            "created_at": at,
+                        }
+                    )
                     next_id += 1
-                world.calls[call_id] = (day, code, usable)
+                if edge_cases:
+                    _plant_order_cases(n, call_rows)
+                usable = [r for r in call_rows if r["id"] not in world.bad_row_ids]
+                world.calls[call_id] = (day, code, len(usable))
+                if world.keep_utterances:
+                    world.utterances[call_id] = usable
+                yield from call_rows
         if edge_cases:
             noon = dt.datetime.combine(day, dt.time(12))
             for bad in (
@@ -144,6 +185,18 @@ def generate(
                 }
                 next_id += 1
     world.rows = next_id - 1
+
+
+def _plant_order_cases(n: int, rows: list[dict]) -> None:
+    """Make the ``seq`` numbers of call ``n`` of a group and day disagree with time, as a source that
+    numbers some utterances late does. Call 5: the first two utterances swap their ``seq``, so the one
+    said first carries ``seq`` 2. Call 6: the second and third utterances are said in the same second
+    and swap their ``seq``, so ``seq`` (not the id) decides their order."""
+    if n == 5 and len(rows) >= 2:
+        rows[0]["seq"], rows[1]["seq"] = rows[1]["seq"], rows[0]["seq"]
+    elif n == 6 and len(rows) >= 3:
+        rows[2]["created_at"] = rows[1]["created_at"]
+        rows[1]["seq"], rows[2]["seq"] = rows[2]["seq"], rows[1]["seq"]
 
 
 def fill_source(engine: sa.Engine, rows: Iterator[dict], batch: int = 5000) -> int:

@@ -1,4 +1,5 @@
-"""A tiny framework for the third-party API simulators: real HTTP on 127.0.0.1, in a thread.
+"""A tiny framework for the third-party API simulators: real HTTP on 127.0.0.1 (or a host of your
+choice, e.g. ``0.0.0.0`` in a container), in a thread.
 
 The pipelines' clients are tested against these servers over real sockets, never with patched
 clients, so the simulators must behave like the real APIs, faults included. A simulator is a
@@ -157,14 +158,14 @@ class SimulatedApi:
         return Response.error(405 if allowed else 404, f"no route for {request.method} {request.path}")
 
     @contextlib.contextmanager
-    def serve(self, port: int = 0) -> Generator[str]:
-        """Serve on 127.0.0.1 (a free port by default) until the block ends; yield the base URL."""
-        server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> Generator[str]:
+        """Serve on ``host`` (a free port by default) until the block ends; yield the base URL."""
+        server = ThreadingHTTPServer((host, port), _handler_class(self))
         server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, name=f"sim-{self.name}", daemon=True)
         thread.start()
         try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
+            yield f"http://{host}:{server.server_address[1]}"
         finally:
             server.shutdown()
             server.server_close()

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 
 import sqlalchemy as sa
 
@@ -30,39 +31,76 @@ BAD_ROWS = {  # column overrides that make a row unloadable, with the reject rea
 }
 
 
-def staging_row(rng: random.Random, brand: str, number: int, at: dt.datetime) -> dict:
+#: What each spelling of ``status`` and ``is_active`` in the feed means.
+STATUS_MEANING = {"on_sale": "on_sale", "ON_SALE": "on_sale", "off_shelf": "off_shelf"}
+ACTIVE_MEANING = {"1": True, "true": True, "是": True, "0": False, "否": False}
+
+
+def staging_row(rng: random.Random, brand: str, number: int, at: dt.datetime) -> tuple[dict, dict]:
+    """One staging row in the feed's messy spellings, and the product it stands for: the values a
+    correct load stores in ``products`` (``attributes`` and ``images`` as Python values)."""
     price = rng.choice([299, 399, 599, 899, 1299, 1599]) + rng.choice([0, 0.5])
     attributes = {"color": rng.choice(COLORS), "material": rng.choice(MATERIALS), "sizes": [35, 36, 37, 38]}
     text = json.dumps(attributes, ensure_ascii=rng.random() < 0.5)
-    return {
-        "brand_code": rng.choice([brand, brand.lower(), f" {brand} "]),
-        "sku": f"{brand}{number:07d}",
-        "name": f" {rng.choice(NAMES)} ",
-        "price": rng.choice([f"{price:,.2f}", f"¥{price:g}", f"{price:g}"]),
+    brand_code = rng.choice([brand, brand.lower(), f" {brand} "])
+    name = rng.choice(NAMES)
+    price_text = rng.choice([f"{price:,.2f}", f"¥{price:g}", f"{price:g}"])
+    category = rng.choice(CATEGORIES)
+    attributes_text = json.dumps(text) if rng.random() < 0.2 else text  # some feeds encode twice
+    images = [f"https://img.example.com/{brand}/{number}/{i}.jpg" for i in range(rng.randint(1, 3))]
+    status = rng.choice(list(STATUS_MEANING))
+    is_active = rng.choice(list(ACTIVE_MEANING))
+    sku = f"{brand}{number:07d}"
+    row = {
+        "brand_code": brand_code,
+        "sku": sku,
+        "name": f" {name} ",
+        "price": price_text,
         "currency": "CNY",
-        "category": rng.choice(CATEGORIES),
-        "attributes": json.dumps(text) if rng.random() < 0.2 else text,  # some feeds encode twice
-        "images": ",".join(
-            f"https://img.example.com/{brand}/{number}/{i}.jpg" for i in range(rng.randint(1, 3))
-        ),
-        "status": rng.choice(["on_sale", "ON_SALE", "off_shelf"]),
-        "is_active": rng.choice(["1", "true", "是", "0", "否"]),
+        "category": category,
+        "attributes": attributes_text,
+        "images": ",".join(images),
+        "status": status,
+        "is_active": is_active,
         "src_updated_at": at,
     }
+    product = {
+        "brand_code": brand,
+        "sku": sku,
+        "name": name,
+        "price": Decimal(f"{price:.2f}"),
+        "currency": "CNY",
+        "category": category,
+        "attributes": attributes,
+        "images": images,
+        "status": STATUS_MEANING[status],
+        "is_active": ACTIVE_MEANING[is_active],
+        "src_updated_at": at,
+    }
+    return row, product
 
 
 def generate(
-    count: int, *, start: dt.datetime, rows_per_timestamp: int = 500, bad_every: int = 0, seed: int = 3
+    count: int,
+    *,
+    start: dt.datetime,
+    rows_per_timestamp: int = 500,
+    bad_every: int = 0,
+    seed: int = 3,
+    truth: dict[tuple[str, str], dict] | None = None,
 ) -> Iterator[dict]:
     """``count`` rows of distinct products, stamped ``rows_per_timestamp`` at a time, one second
-    apart from ``start``; every ``bad_every``-th row (if set) is broken in one of the BAD_ROWS ways."""
+    apart from ``start``; every ``bad_every``-th row (if set) is broken in one of the BAD_ROWS ways.
+    ``truth``, when given, receives each loadable row's product by ``(brand_code, sku)``."""
     rng = random.Random(seed)
     bad = list(BAD_ROWS.values())
     for n in range(count):
         brand = BRANDS[n % len(BRANDS)]
-        row = staging_row(rng, brand, n, start + dt.timedelta(seconds=n // rows_per_timestamp))
+        row, product = staging_row(rng, brand, n, start + dt.timedelta(seconds=n // rows_per_timestamp))
         if bad_every and n % bad_every == bad_every - 1:
             row.update(bad[(n // bad_every) % len(bad)])
+        elif truth is not None:
+            truth[brand, product["sku"]] = product
         yield row
 
 

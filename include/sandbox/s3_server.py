@@ -41,8 +41,8 @@ DEFAULT_BUCKET = "dwh"
 
 
 @contextlib.contextmanager
-def serve_s3(port: int = 0, *, log_requests: bool = False) -> Generator[str]:
-    """Serve S3 on 127.0.0.1 (a free port by default) until the block ends; yield the endpoint URL.
+def serve_s3(port: int = 0, *, host: str = "127.0.0.1", log_requests: bool = False) -> Generator[str]:
+    """Serve S3 on ``host`` (a free port by default) until the block ends; yield the endpoint URL.
 
     The server logs each request through the ``werkzeug`` logger at INFO; unless ``log_requests``,
     that logger is raised to WARNING when nobody has configured it, so tests and the embedded demo
@@ -53,7 +53,7 @@ def serve_s3(port: int = 0, *, log_requests: bool = False) -> Generator[str]:
     werkzeug_log = logging.getLogger("werkzeug")
     if not log_requests and werkzeug_log.level == logging.NOTSET:
         werkzeug_log.setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     try:
         host, bound_port = server.get_host_and_port()
@@ -96,7 +96,8 @@ def airflow_connection(endpoint_url: str, bucket: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve a local S3 store (moto) on 127.0.0.1.")
+    parser = argparse.ArgumentParser(description="Serve a local S3 store (moto).")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--bucket", default=DEFAULT_BUCKET, help="created at start")
     parser.add_argument("--versioned", action="store_true", help="enable versioning on the bucket")
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with serve_s3(args.port, log_requests=True) as endpoint_url:
+    with serve_s3(args.port, host=args.host, log_requests=True) as endpoint_url:
         create_bucket(endpoint_url, args.bucket, versioned=args.versioned)
         connection = airflow_connection(endpoint_url, args.bucket)
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +15,9 @@ from include.sandbox.dagrun import load_dag, run_dag
 from include.sandbox.dialog_data import build_world
 
 DAY = dt.date(2024, 6, 1)
+#: A plain call, one handed over to another group, one that runs past midnight, one whose seq
+#: numbers disagree with time, and one with a rejected utterance.
+KNOWN_CALLS = [f"C20240601-{c}" for c in ("G01-00007", "G02-00001", "G03-00000", "G01-00005", "G02-00003")]
 
 
 @pytest.fixture(autouse=True)
@@ -49,10 +53,26 @@ def test_sqlite_defaults_run_and_rerun(sqlite_conn):
     assert _count(target, prepared_conversations) == expected["conversations"]
     assert _count(target, prepared_conversation_rejects, etl_run_id=first.run_id) == len(world.bad_row_ids)
 
+    # A few known calls hold exactly the utterances the synthetic world generated for them.
+    with target.connect() as conn:
+        stored = {
+            r.call_id: r
+            for r in conn.execute(
+                sa.select(prepared_conversations).where(prepared_conversations.c.call_id.in_(KNOWN_CALLS))
+            )
+        }
+    assert set(stored) == set(KNOWN_CALLS)
+    for call_id, row in stored.items():
+        assert json.loads(row.turns_json) == world.turns(call_id)
+        assert row.dialog_text == world.dialog_text(call_id)
+
     second = run_dag("dialog_etl", {"target_date": "2024-06-01"})
     assert second.summary["inserted"] == 0
     assert second.summary["skipped_existing"] == expected["conversations"]
     assert _count(target, prepared_conversations) == expected["conversations"]
+    # The second run found the same bad rows and stored none of them again.
+    assert _count(target, prepared_conversation_rejects) == len(world.bad_row_ids)
+    assert _count(target, prepared_conversation_rejects, etl_run_id=second.run_id) == 0
 
 
 def test_mariadb_source_and_target_in_different_databases(mariadb_conn):
@@ -102,3 +122,26 @@ def test_target_date_is_validated_before_the_run_starts(bad, sqlite_conn):
     dag = load_dag("dialog_etl")
     with pytest.raises(ParamValidationError, match="target_date"):
         dag.test(run_conf={"target_date": bad})
+
+
+def test_a_target_of_another_shape_fails_the_run_before_anything_is_written(sqlite_conn):
+    """An existing prepared_conversations without the pipeline's columns fails find_groups at once
+    (no retry can fix it), before any load: the table keeps its rows and no rejects table appears."""
+    build_world(engine_for(sqlite_conn("dialog_src")), [DAY], groups=2, calls_per_group_day=5)
+    target = engine_for(sqlite_conn("dialog_dst"))
+    with target.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE prepared_conversations (id INTEGER PRIMARY KEY, call_id VARCHAR(64) NOT NULL UNIQUE,"
+            " conversation TEXT NOT NULL)"
+        )
+        conn.exec_driver_sql("INSERT INTO prepared_conversations (call_id, conversation) VALUES ('C0', 'x')")
+
+    outcome = run_dag("dialog_etl", {"target_date": "2024-06-01"})
+    assert outcome.state == "failed"
+    assert outcome.task_states["find_groups"] == "failed"
+    assert not any(k.startswith("load_group") and v == "success" for k, v in outcome.task_states.items())
+    with target.connect() as conn:
+        assert conn.exec_driver_sql("SELECT call_id, conversation FROM prepared_conversations").all() == [
+            ("C0", "x")
+        ]
+        assert not sa.inspect(conn).has_table("prepared_conversation_rejects")

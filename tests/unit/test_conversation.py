@@ -78,3 +78,32 @@ def test_decode_content_trims_and_accepts_utf8_bytes():
     assert decode_content("  你好 \n") == ("你好", None)
     assert decode_content("你好".encode()) == ("你好", None)
     assert decode_content(b"\xe4\xbd")[0] is None
+
+
+def test_time_decides_the_order_where_seq_disagrees_then_seq_then_id():
+    """The README's rule: turns in order of time, then seq, then source id. Here the source numbered
+    an utterance late (seq 1 said after seq 2), two utterances share a second with their ids in the
+    opposite order of their seq, and two more share both second and seq."""
+    at = T0 + dt.timedelta(seconds=30)
+    rows = [
+        utt(10, 1, "稍后补记的开场白", group="G02", at=T0 + dt.timedelta(seconds=20)),
+        utt(11, 2, "最先说的话", at=T0 + dt.timedelta(seconds=10)),
+        utt(13, 3, "同一秒序号小", at=at),
+        utt(12, 4, "同一秒序号大", at=at),
+        utt(15, 5, "同秒同序号编号大", at=at + dt.timedelta(seconds=5)),
+        utt(14, 5, "同秒同序号编号小", at=at + dt.timedelta(seconds=5)),
+    ]
+    ordered = speaking_order(rows)
+    assert [u.id for u in ordered] == [11, 10, 13, 12, 14, 15]
+    assert owner_of(ordered) == (dt.date(2024, 6, 1), "G01")  # the group of the utterance said first
+    conversation, _ = assemble(ordered)
+    assert [t["seq"] for t in json.loads(conversation["turns_json"])] == [2, 1, 3, 4, 5, 5]
+    assert conversation["dialog_text"].splitlines()[:2] == [
+        "[10:00:10] 客户: 最先说的话",
+        "[10:00:20] 客户: 稍后补记的开场白",
+    ]
+    assert (conversation["group_code"], conversation["first_time"], conversation["last_time"]) == (
+        "G01",
+        T0 + dt.timedelta(seconds=10),
+        at + dt.timedelta(seconds=5),
+    )

@@ -4,14 +4,26 @@ These files are only exercised for real by ``docker compose up``, and a mistake 
 without a healthcheck, a connection pointing at a host that does not exist, an image whose Airflow
 differs from the lock) surfaces late and far from its cause. So the files are parsed and checked here,
 without a Docker engine: the compose file as YAML (anchors and merge keys resolved, ``${VAR:-default}``
-interpolated with the defaults), the Dockerfile as a list of instructions.
+interpolated with the defaults), the Dockerfile as a list of instructions. The processes the compose
+file starts from the repository's image (the S3 server and the API simulators) are then started here,
+outside Docker, with their command lines as written, and used through the connections that point at
+them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import io
 import json
 import re
 import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Generator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,6 +35,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
+SETTINGS = REPO_ROOT / "airflow_settings.yaml"
 
 AIRFLOW_HOME_IN_IMAGE = "/opt/airflow"
 
@@ -35,11 +48,18 @@ AIRFLOW_SERVICES = [
     "airflow-init",
 ]
 AIRFLOW_INFRA_SERVICES = ["postgres", "redis"]
-# The pipelines' own stores: (service, image prefix, container port).
+# The pipelines' own stores: (service, image prefix, container port); None: the repository's image.
 DATA_SERVICES = {
     "mysql": ("mariadb:", 3306),
     "pipelines-postgres": ("postgres:", 5432),
-    "s3": ("motoserver/moto", 5000),
+    "s3": (None, 5000),
+}
+# The simulators of the `sandbox` profile: service -> (module, port).
+SANDBOX_PROFILE = "sandbox"
+SANDBOX_SERVICES = {
+    "callio-sandbox": ("include.sandbox.callio_api", 18765),
+    "appmetrica-sandbox": ("include.sandbox.appmetrica_api", 18766),
+    "amplitude-sandbox": ("include.sandbox.amplitude_api", 18767),
 }
 # Connection id -> (accepted types, service it must point at, database it must name).
 PIPELINE_CONNECTIONS = {
@@ -50,6 +70,10 @@ PIPELINE_CONNECTIONS = {
     "dwh_db": ({"postgres", "postgresql"}, "pipelines-postgres", "dwh"),
     "dwh_s3": ({"aws"}, "s3", None),
     "callio_warehouse": ({"duckdb"}, None, None),
+    "callio_api": ({"http"}, "callio-sandbox", None),
+    "appmetrica_api": ({"http"}, "appmetrica-sandbox", None),
+    "amplitude_web": ({"http"}, "amplitude-sandbox", None),
+    "amplitude_mobile": ({"http"}, "amplitude-sandbox", None),
 }
 # What each long-running service's healthcheck must probe (as in Airflow's official compose file).
 EXPECTED_HEALTHCHECKS = {
@@ -306,7 +330,10 @@ def test_pipeline_data_services(services, name):
     """MariaDB, PostgreSQL and S3 for the pipelines run beside Airflow, each with a healthcheck."""
     image_prefix, _port = DATA_SERVICES[name]
     assert name in services, f"data service {name!r} missing"
-    assert services[name]["image"].startswith(image_prefix), services[name]["image"]
+    if image_prefix is None:
+        assert services[name]["image"] == services["airflow-scheduler"]["image"], services[name]["image"]
+    else:
+        assert services[name]["image"].startswith(image_prefix), services[name]["image"]
     assert healthcheck_command(services[name]), f"{name} has no healthcheck"
 
 
@@ -393,6 +420,15 @@ def test_pipeline_connection_points_at_a_service(compose, services, common_env, 
         assert endpoint, f"{conn_id}: extra.endpoint_url must point at the local S3 service"
         host, port = urlsplit(endpoint).hostname, urlsplit(endpoint).port
         assert conn.get("login") and conn.get("password"), f"{conn_id}: boto3 needs (dummy) keys"
+    elif conn["conn_type"] == "http":
+        url = urlsplit(conn["host"])
+        assert url.scheme == "http", (
+            f"{conn_id}: {conn['host']!r} must say http:// (the simulators speak HTTP)"
+        )
+        host, port = url.hostname, url.port
+        assert port == SANDBOX_SERVICES[service_name][1], f"{conn_id}: port {port}"
+        assert host == service_name, f"{conn_id}: host {host!r}, expected service {service_name!r}"
+        return
     else:
         host, port = conn["host"], conn.get("port")
         service_env = services[service_name].get("environment", {})
@@ -411,6 +447,171 @@ def test_connection_ids_are_unique_per_variable():
     keys = re.findall(r"^\s+(AIRFLOW_CONN_\w+):", text, re.M)
     assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
     assert keys, "no AIRFLOW_CONN_* variables found"
+
+
+# ------------------------------------------------------------------ the S3 server and the simulators
+
+
+def option(argv: list[str], name: str) -> str:
+    assert name in argv, f"{argv} lacks {name}"
+    return argv[argv.index(name) + 1]
+
+
+def active_services(services: dict, profiles: set[str]) -> set[str]:
+    """The services `docker compose --profile ... up` starts: those without a profile, and those of an
+    active one."""
+    return {
+        name for name, svc in services.items() if not svc.get("profiles") or set(svc["profiles"]) & profiles
+    }
+
+
+@pytest.mark.parametrize("profiles", [set(), {SANDBOX_PROFILE}, {SANDBOX_PROFILE, "debug"}], ids=str)
+def test_each_profile_starts_a_complete_stack(services, profiles):
+    """Compose refuses to start a service that depends on one outside the active profiles, so the
+    Airflow services never wait on a simulator; `--profile sandbox` adds every simulator."""
+    active = active_services(services, profiles)
+    for name in active:
+        outside = set(services[name].get("depends_on", {})) - active
+        assert not outside, f"{name} depends on {outside}, not started with profiles {profiles or '{}'}"
+    assert set(AIRFLOW_SERVICES) | set(AIRFLOW_INFRA_SERVICES) | set(DATA_SERVICES) <= active
+    assert set(SANDBOX_SERVICES) & active == (set(SANDBOX_SERVICES) if SANDBOX_PROFILE in profiles else set())
+
+
+def test_dwh_s3_names_the_bucket_the_s3_service_creates(services, common_env):
+    """The S3 server creates the connection's bucket whenever it starts (a restart empties moto), and
+    reports healthy only once that bucket answers."""
+    conn = parse_connection(common_env["AIRFLOW_CONN_DWH_S3"])
+    argv = services["s3"]["command"]
+    assert argv[:3] == ["python", "-m", "include.sandbox.s3_server"]
+    assert (option(argv, "--host"), int(option(argv, "--port"))) == ("0.0.0.0", DATA_SERVICES["s3"][1])
+    bucket = option(argv, "--bucket")
+    assert conn["extra"].get("bucket_name") == bucket, "dwh_s3 must name the bucket the S3 server creates"
+    assert f"localhost:{DATA_SERVICES['s3'][1]}/{bucket}'" in healthcheck_command(services["s3"])
+
+
+@pytest.mark.parametrize("name", sorted(SANDBOX_SERVICES))
+def test_sandbox_services_run_the_simulators(services, name):
+    """Each simulator runs from the repository's image under the `sandbox` profile, listens on all
+    interfaces (other containers call it) and has a healthcheck on its own port."""
+    module, port = SANDBOX_SERVICES[name]
+    service = services[name]
+    assert service.get("profiles") == [SANDBOX_PROFILE]
+    assert service["image"] == services["airflow-scheduler"]["image"]
+    assert service["entrypoint"] == ["/usr/bin/dumb-init", "--"]  # signals reach python, zombies are reaped
+    argv = service["command"]
+    assert argv[:3] == ["python", "-m", module]
+    assert (option(argv, "--host"), int(option(argv, "--port"))) == ("0.0.0.0", port)
+    assert f"'localhost', {port}," in healthcheck_command(service)
+    assert service.get("restart") == "always"
+
+
+def test_sandbox_connections_are_the_embedded_defaults_but_for_the_host(common_env):
+    """The stack's simulators hand out the synthetic accounts and keys of airflow_settings.yaml: the
+    compose connections differ from those only in the host they point at."""
+    defaults = {c["conn_id"]: c for c in yaml.safe_load(SETTINGS.read_text())["airflow"]["connections"]}
+    for conn_id in ("callio_api", "appmetrica_api", "amplitude_web", "amplitude_mobile"):
+        conn, default = parse_connection(common_env[f"AIRFLOW_CONN_{conn_id.upper()}"]), defaults[conn_id]
+        assert (conn["conn_type"], conn.get("login"), conn.get("password"), conn["extra"]) == (
+            default["conn_type"],
+            default.get("conn_login"),
+            default.get("conn_password"),
+            default.get("conn_extra") or {},
+        ), conn_id
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def run_service(service: dict, port: int, log: Path) -> Generator[None]:
+    """Run a service's command line outside Docker, ``--port`` changed to ``port`` (the container ports
+    may be taken here), until its own healthcheck passes; then stop it with SIGTERM, as `docker stop`
+    does, and expect a clean exit."""
+    argv, container_port = list(service["command"]), option(service["command"], "--port")
+    assert argv[0] == "python"
+    argv[0], argv[argv.index("--port") + 1] = sys.executable, str(port)
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    probe = [sys.executable, "-c", test[3].replace(container_port, str(port))]
+    with log.open("w") as output:
+        process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):  # the simulators build their data first: a few seconds at most
+            assert process.poll() is None, f"{argv} exited: {log.read_text()[-2000:]}"
+            if subprocess.run(probe, capture_output=True, timeout=30).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"{argv} never passed its healthcheck: {log.read_text()[-2000:]}")
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode == 0, log.read_text()[-2000:]
+
+
+def use_connection(monkeypatch, common_env: dict, conn_id: str, **changes) -> None:
+    """Expose the compose file's connection ``conn_id`` to this process, with ``changes`` applied."""
+    conn = json.loads(common_env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+    for key, value in changes.items():
+        if key == "endpoint_url":
+            conn["extra"][key] = value
+        else:
+            conn[key] = value
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+def test_the_s3_service_serves_the_bucket_of_dwh_s3(services, common_env, monkeypatch, tmp_path):
+    """The s3 service's command, started as written, serves the dwh_s3 connection's bucket: the
+    plugin's store opens it from the connection and writes, lists and reads an object."""
+    from include.dwh.s3 import S3Store
+
+    port = free_port()
+    with run_service(services["s3"], port, tmp_path / "s3.log"):
+        use_connection(monkeypatch, common_env, "dwh_s3", endpoint_url=f"http://127.0.0.1:{port}")
+        store = S3Store.from_connection("dwh_s3")
+        assert store.bucket == "dwh"
+        assert store.upload("reports/hello.txt", io.BytesIO(b"hello"))["size"] == 5
+        assert [o["Key"] for o in store.list_objects("reports/")["objects"]] == ["reports/hello.txt"]
+
+
+def test_the_sandbox_services_answer_the_connections_pointing_at_them(
+    services, common_env, monkeypatch, tmp_path
+):
+    """Each simulator's command, started as written, accepts the credentials of the connections that
+    point at it, used through the pipelines' own clients: every Callio tenant logs in, the AppMetrica
+    token pings, both Amplitude projects export a day."""
+    from include.callio.api import CallioClient
+    from include.callio.config import load_config
+    from include.dwh.amplitude import export_week, load_credentials
+    from include.dwh.appmetrica import load_settings, ping
+
+    ports = {name: free_port() for name in SANDBOX_SERVICES}
+    with contextlib.ExitStack() as running:
+        for name in SANDBOX_SERVICES:
+            running.enter_context(run_service(services[name], ports[name], tmp_path / f"{name}.log"))
+        for conn_id, (_, service_name, _) in PIPELINE_CONNECTIONS.items():
+            if service_name in SANDBOX_SERVICES:
+                use_connection(
+                    monkeypatch, common_env, conn_id, host=f"http://127.0.0.1:{ports[service_name]}"
+                )
+
+        config = load_config("callio_api")
+        assert len(config.accounts) == 3
+        for account in config.accounts:
+            with CallioClient(account, config.api) as client:
+                client.login()
+
+        status = asyncio.run(ping(load_settings("appmetrica_api")))
+        assert status["available"] is True
+
+        day = dt.date.today() - dt.timedelta(days=3)
+        for source in ("web", "mobile"):
+            export = export_week(day, day, source, load_credentials(source), tmp_path / source)
+            assert (export.events, export.parts) == (24 * 20, 24 * 2), source
 
 
 # -------------------------------------------------------------------------------------- airflow-init
