@@ -1,7 +1,7 @@
 """Where the Callio pipeline's settings live, and how they are read.
 
-* Connection ``callio_api`` (type http): the API's base URL (``host``, with ``schema``/``port`` when the
-  host has no scheme) and, in its ``extra``, the tenant accounts (``accounts``: a list of
+* Connection ``callio_api`` (type http): the API's base URL (``host``; without a scheme, the
+  ``schema`` field's, else http, as Airflow's HttpHook reads it; ``port``) and, in its ``extra``, the tenant accounts (``accounts``: a list of
   ``{tenant, email, password}``) and the API tunables of the original service's ``.env``
   (:data:`EXTRA_KEYS`). Accounts may instead live in the Variable ``callio_accounts_secret``, whose name
   makes Airflow mask its value. Either way every password is registered with the secrets masker as soon
@@ -14,17 +14,16 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from include.callio.api import Account, ApiSettings
+from include.callio.api import DEFAULT_BASE_URL, Account, ApiSettings
 from include.callio.schedule import CallioConfigError
+from include.common.httputil import connection_base_url
 
 API_CONN_ID = "callio_api"
 WAREHOUSE_CONN_ID = "callio_warehouse"
 ACCOUNTS_VARIABLE = "callio_accounts_secret"
-DEFAULT_BASE_URL = "https://clientapi.phonenet.io"
 
 # connection extra key -> (ApiSettings / RunSettings field, legacy .env key)
 EXTRA_KEYS = {
@@ -68,18 +67,6 @@ class CallioConfig:
 # ---------------------------------------------------------------------------------------- connection
 
 
-def base_url(host: str | None, schema: str | None = None, port: int | None = None) -> str:
-    """The API base URL of an http connection: ``host`` may carry its scheme or not."""
-    if not host:
-        return DEFAULT_BASE_URL
-    host = host.rstrip("/")
-    if "://" not in host:
-        host = f"{schema or 'https'}://{host}"
-    if port and not re.search(r":\d+$", host.split("://", 1)[1]):
-        host = f"{host}:{port}"
-    return host
-
-
 def parse_accounts(value: Any, source: str) -> tuple[Account, ...]:
     """Validate the ``[{tenant, email, password}, ...]`` list (JSON text or already parsed)."""
     if isinstance(value, str):
@@ -121,7 +108,9 @@ def config_from(
     host: str | None, schema: str | None, port: int | None, extra: dict[str, Any], accounts: Any
 ) -> CallioConfig:
     """Build the configuration from a connection's fields (pure: no Airflow needed)."""
-    api_fields: dict[str, Any] = {"base_url": base_url(host, schema, port)}
+    api_fields: dict[str, Any] = {
+        "base_url": connection_base_url(host, schema, port, default=DEFAULT_BASE_URL)
+    }
     run_fields: dict[str, Any] = {}
     for key, (field_name, _) in EXTRA_KEYS.items():
         number = _int_setting(extra, key)

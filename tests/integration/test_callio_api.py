@@ -30,9 +30,11 @@ from include.callio.api import (
     RetryPolicy,
     SliceTooLargeError,
 )
+from include.callio.config import load_config
 from include.sandbox.callio_api import CallioSimulator
 from include.sandbox.callio_data import DAY_MS, CallioWorld, time_value
 from include.sandbox.http import Request
+from tests.conftest import set_connection
 
 TIME_FIELD = {"customer": "updateTime", "call": "createTime"}
 HOUR_MS = 3_600_000
@@ -151,6 +153,17 @@ def test_expired_token_gets_one_fresh_login_and_one_retry(caplog):
     secrets |= {a["password"] for a in sim.accounts()}
     assert len(secrets) >= 4
     assert not any(secret in caplog.text + str(err.value) for secret in secrets)
+
+
+def test_a_connection_host_without_a_scheme_is_plain_http(monkeypatch):
+    with running() as (sim, base):
+        host, port = base.removeprefix("http://").split(":")
+        extra = {"accounts": sim.accounts()}
+        set_connection(monkeypatch, "callio_api", "http", host=host, port=int(port), extra=json.dumps(extra))
+        config = load_config()
+        assert config.api.base_url == base
+        with CallioClient(config.account(config.tenants[0]), config.api) as api:
+            assert api.list_all("user-group") == sim.world.tenants[config.tenants[0]].groups
 
 
 def test_token_is_reused_within_its_ttl_and_renewed_after():

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from include.callio.config import RunSettings, base_url, config_from, parse_accounts
+from include.callio.config import RunSettings, config_from, parse_accounts
 from include.callio.schedule import CallioConfigError, crons, parse_times, schedule_times
 from include.callio.tasks import backfill_window, incremental_window, jobs_for, report_days
 from include.common.legacy_env import LegacyEnvError, import_env
@@ -36,19 +36,6 @@ def test_schedule_from_environment_adds_a_staff_time_outside_the_run_times():
 def test_bad_times_are_refused_by_name(text):
     with pytest.raises(CallioConfigError, match="CALLIO_RUN_TIMES_UTC"):
         parse_times(text)
-
-
-@pytest.mark.parametrize(
-    ("host", "schema", "port", "expected"),
-    [
-        (None, None, None, "https://clientapi.phonenet.io"),
-        ("clientapi.phonenet.io", None, None, "https://clientapi.phonenet.io"),
-        ("127.0.0.1", "http", 18765, "http://127.0.0.1:18765"),
-        ("http://127.0.0.1:18765/", None, 18765, "http://127.0.0.1:18765"),
-    ],
-)
-def test_base_url_from_connection_fields(host, schema, port, expected):
-    assert base_url(host, schema, port) == expected
 
 
 def test_config_from_connection_extra():
