@@ -7,6 +7,8 @@ lifetime is not documented); a 401 on a request gets one fresh login and one ret
 Transient failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff and
 full jitter, honouring ``Retry-After`` in seconds or as an HTTP date, never faster than a floor (a
 ``Retry-After: 0`` must not turn into a busy loop), never longer than a cap, a bounded number of times.
+The error that ends the retries says what failed and where (connection refused, DNS lookup, TLS
+handshake, timeout, or the HTTP status, with the host), since the exception class alone does not.
 
 Customers and calls are read newest first (:meth:`CallioClient.fetch_desc`) in time slices, because the
 API, backed by a search index, refuses to page past ``max_result_window`` records: a slice holding more
@@ -36,7 +38,7 @@ from urllib.parse import urlencode
 import httpx
 from msgspec.json import decode as _decode_json  # decodes a page about 1.8 times as fast as json.loads
 
-from include.common.httputil import retry_after_seconds
+from include.common.httputil import describe_transport_error, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +303,7 @@ class CallioClient:
             try:
                 response = self._http.send(httpx.Request(method, url, json=json_body, headers=headers))
             except httpx.TransportError as exc:
-                last, status, retry_after = type(exc).__name__, None, None
+                last, status, retry_after = describe_transport_error(exc), None, None
             else:
                 status = response.status_code
                 if status == 401 and token is not None and not relogged:
@@ -310,7 +312,8 @@ class CallioClient:
                     continue
                 if status != 429 and status < 500:
                     return response
-                last, retry_after = f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After"))
+                last = f"HTTP {status} from {response.request.url.host}"
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             failures += 1
             if failures >= retry_policy.attempts:
                 raise CallioApiError(

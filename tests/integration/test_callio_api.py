@@ -11,6 +11,8 @@ import email.utils
 import json
 import logging
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -239,6 +241,52 @@ def test_timeouts_are_retried_then_reported():
         ):
             api.login()
         assert "/auth/login" in str(err.value) and "ReadTimeout" in str(err.value)
+
+
+@contextlib.contextmanager
+def unreachable(kind: str) -> Generator[str]:
+    """A base URL that fails in the way ``kind`` says, with credentials in it that must not leak."""
+    if kind == "refused":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        yield f"http://user:url-secret-7f3a@127.0.0.1:{port}"  # nothing listens there any more
+    elif kind == "dns":
+        yield "http://user:url-secret-7f3a@nonexistent.invalid"
+    elif kind == "timeout":
+        with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+            yield f"http://user:url-secret-7f3a@127.0.0.1:{silent.getsockname()[1]}"
+    else:  # tls: https to a plain HTTP port
+        with running() as (_, base):
+            yield base.replace("http://", "https://user:url-secret-7f3a@")
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("refused", r"connection refused by 127\.0\.0\.1:\d+ \(ConnectError\)"),
+        ("dns", r"DNS lookup of nonexistent\.invalid:80 failed"),
+        ("timeout", r"no answer from 127\.0\.0\.1:\d+ within 0\.3 s \(ReadTimeout\)"),
+        ("tls", r"TLS handshake with 127\.0\.0\.1:\d+ failed: wrong version number"),
+    ],
+)
+def test_a_network_failure_says_what_failed_and_where_without_credentials(kind, said, caplog):
+    caplog.set_level(logging.DEBUG)
+    account = Account("anphat", "admin@anphat.vn", "tenant-password-51c2")
+    sleeps: list[float] = []
+    with unreachable(kind) as base:
+        settings = ApiSettings(base_url=base, timeout=0.3, retry=RetryPolicy(attempts=2))
+        with (
+            CallioClient(account, settings, sleep=sleeps.append) as api,
+            pytest.raises(CallioApiError) as err,
+        ):
+            api.login()
+    message = str(err.value)
+    assert re.search(said, message), message
+    assert message.startswith("POST /auth/login for tenant anphat failed 2 times; last: ")
+    assert len(sleeps) == 1 and re.search(said, caplog.text)  # the retry's warning says it too
+    for secret in ("tenant-password-51c2", "url-secret-7f3a", "user:"):
+        assert secret not in message + repr(err.value) + caplog.text
 
 
 # --- paging and slicing ---------------------------------------------------------------------------
