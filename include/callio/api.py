@@ -136,7 +136,10 @@ class ApiSettings:
                 f"ApiSettings.limit_records must be positive or None, got {self.limit_records!r}"
             )
         if self.page_size > self.max_result_window:
-            raise ValueError("ApiSettings.page_size cannot exceed max_result_window")
+            raise ValueError(
+                f"ApiSettings.page_size ({self.page_size}) cannot exceed max_result_window "
+                f"({self.max_result_window}), the deepest record the API pages to"
+            )
         if self.max_rewalks < 0:
             raise ValueError("ApiSettings.max_rewalks cannot be negative")
         if self.retry.attempts < 1:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,16 +92,25 @@ def parse_accounts(value: Any, source: str) -> tuple[Account, ...]:
     return tuple(accounts)
 
 
-def _int_setting(extra: dict[str, Any], key: str) -> int | None:
+def _number_setting(extra: dict[str, Any], key: str) -> float | None:
+    """The tunable ``key`` of the extra: a whole number (seconds may have decimals for
+    ``api_timeout``), positive, or 0 or more for ``overlap_ms``; None when absent."""
     value = extra.get(key)
     if value is None or value == "":
         return None
+    text = str(value).strip()
+    fractional = key == "api_timeout"
     try:
-        number = int(str(value).strip())
+        number = float(text) if fractional else int(text)
     except ValueError:
-        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be a whole number") from None
-    if number < 0 or (number == 0 and key != "overlap_ms"):
-        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be positive")
+        number = math.nan
+    if not math.isfinite(number):
+        kind = "a number of seconds" if fractional else "a whole number"
+        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be {kind}, got {text!r}")
+    if key == "overlap_ms" and number < 0:
+        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be 0 or more, got {text}")
+    if key != "overlap_ms" and number <= 0:
+        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be positive, got {text}")
     return number
 
 
@@ -113,9 +123,16 @@ def config_from(
     }
     run_fields: dict[str, Any] = {}
     for key, (field_name, _) in EXTRA_KEYS.items():
-        number = _int_setting(extra, key)
+        number = _number_setting(extra, key)
         if number is not None:
             (run_fields if field_name in _RUN_FIELDS else api_fields)[field_name] = number
+    window = ApiSettings.max_result_window
+    if api_fields.get("page_size", 0) > window:
+        raise CallioConfigError(
+            f"{API_CONN_ID} extra page_size {api_fields['page_size']} is more than the Callio API pages "
+            f"through: it answers no record past the first {window:,} of a query (its result window), so "
+            f"use {window:,} or less (the default is {ApiSettings.page_size}; public clients use 100 to 500)"
+        )
     return CallioConfig(
         ApiSettings(**api_fields), RunSettings(**run_fields), parse_accounts(accounts, API_CONN_ID)
     )

@@ -67,9 +67,31 @@ def test_bad_accounts_are_named_without_their_passwords(accounts, message):
     assert "s3cret" not in str(error.value)
 
 
-def test_bad_tunable_names_its_key():
-    with pytest.raises(CallioConfigError, match="page_size"):
-        config_from(None, None, None, {"page_size": "many"}, ACCOUNTS)
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"page_size": "many"}, "callio_api extra page_size must be a whole number, got 'many'"),
+        ({"overlap_ms": -1}, "callio_api extra overlap_ms must be 0 or more, got -1"),
+        ({"concurrency": 0}, "callio_api extra concurrency must be positive, got 0"),
+        ({"api_timeout": "nan"}, "callio_api extra api_timeout must be a number of seconds, got 'nan'"),
+        (
+            {"page_size": 20000},
+            "callio_api extra page_size 20000 is more than the Callio API pages through: it answers no "
+            "record past the first 10,000 of a query (its result window), so use 10,000 or less",
+        ),
+    ],
+)
+def test_a_bad_tunable_is_named_by_its_extra_key_with_the_rule_it_breaks(extra, message):
+    with pytest.raises(CallioConfigError) as error:
+        config_from(None, None, None, extra, ACCOUNTS)
+    assert str(error.value).startswith(message)
+
+
+def test_tunables_at_their_bounds_are_accepted():
+    config = config_from(
+        None, None, None, {"overlap_ms": 0, "page_size": 10_000, "api_timeout": 12.5}, ACCOUNTS
+    )
+    assert (config.run.overlap_ms, config.api.page_size, config.api.timeout) == (0, 10_000, 12.5)
 
 
 def test_legacy_env_maps_accounts_file_tunables_bigquery_and_schedule(tmp_path):
