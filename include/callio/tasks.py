@@ -1,7 +1,7 @@
 """Entry points the callio_etl DAG calls: plan, fetch per tenant, commit per table, report, summary.
 
 The checkpoint travels like this: ``plan`` reads each tenant's checkpoint from ``update_log`` and turns
-it into a window (XCom); ``fetch_*`` fetches exactly that window and stages it, returning what it
+it into a window, ``[from, to, checkpoint]`` (XCom); ``fetch_*`` fetches exactly that window and stages it, returning what it
 covered (XCom); the commit task merges the staged rows of the tenants that fetched and only then
 writes their new checkpoints to ``update_log``. A run that dies anywhere before the commit leaves the
 checkpoints where they were, so the next run fetches the same window again; the MERGE makes that harmless.
@@ -111,7 +111,10 @@ def plan_task(params: dict[str, Any], run_after: dt.datetime, staff_group_time: 
             continue
         checkpoints = {} if backfill else warehouse.checkpoints(WINDOWED[job][1])
         windows[job] = {
-            tenant: list(backfill or incremental_window(checkpoints.get(tenant), now, config))
+            tenant: [
+                *(backfill or incremental_window(checkpoints.get(tenant), now, config)),
+                checkpoints.get(tenant),
+            ]
             for tenant in config.tenants
         }
     plan = {"jobs": jobs, "tenants": config.tenants, "backfill": backfill is not None, "windows": windows}
@@ -169,14 +172,14 @@ def _fetch_window(client, warehouse, job: str, plan: dict, tenant: str, run_id: 
     from include.callio import transform
 
     resource, table = WINDOWED[job]
-    window_from, window_to = plan["windows"][job][tenant]
+    window_from, window_to, checkpoint = plan["windows"][job][tenant]
     row_fn, stage = (
         (transform.customer_row, warehouse.stage_customers)
         if job == "customer"
         else (transform.call_row, warehouse.stage_calls)
     )
     warehouse.clear_staging(job, [tenant])  # rows a failed attempt left behind
-    fetch = client.fetch_desc(resource, window_from, window_to)
+    fetch = client.fetch_desc(resource, window_from, window_to, checkpoint_ms=checkpoint)
     staged = rejected = 0
 
     def rows() -> Iterator[dict]:

@@ -28,11 +28,11 @@ def _airflow(airflow_db):
 
 
 @pytest.fixture
-def world() -> CallioWorld:
-    # Ends a minute ago and spans 20 days, inside the 30-day first window (DAYS_TO_FETCH_IF_EMPTY).
-    return CallioWorld(
-        TENANTS, 300, 600, span_ms=20 * DAY_MS, end_ms=int(time.time() * 1000) - 60_000, burst=250
-    )
+def world(request) -> CallioWorld:
+    """Ends a minute ago and spans 20 days, inside the 30-day first window (DAYS_TO_FETCH_IF_EMPTY);
+    a test may change its size with ``indirect`` parametrization."""
+    size = {"tenants": TENANTS, "customers": 300, "calls": 600, "burst": 250, **getattr(request, "param", {})}
+    return CallioWorld(**size, span_ms=20 * DAY_MS, end_ms=int(time.time() * 1000) - 60_000)
 
 
 @pytest.fixture
@@ -42,13 +42,13 @@ def callio(world, tmp_path, monkeypatch):
     database = tmp_path / "callio.duckdb"
     with simulator.serve() as base_url:
 
-        def connect(accounts: list[dict]) -> None:
+        def connect(accounts: list[dict], **tunables) -> None:
             set_connection(
                 monkeypatch,
                 "callio_api",
                 "http",
                 host=base_url,
-                extra={"accounts": accounts, "page_size": 100},
+                extra={"accounts": accounts, "page_size": 100, **tunables},
             )
 
         connect(world.accounts())
@@ -175,6 +175,39 @@ def test_failed_login_is_logged_and_fails_the_run_after_the_others_load(world, c
     assert bad not in loaded and len(loaded) == TENANTS - 1
     logs = table(database, "SELECT string_agg(coalesce(detail, ''), ' ') FROM update_log")[0][0]
     assert "not-the-password" not in logs
+
+
+CAP = 2_000
+
+
+@pytest.mark.parametrize("world", [{"tenants": 1, "customers": 6_500, "calls": 50}], indirect=True)
+def test_a_capped_run_loads_at_most_the_cap_and_the_next_run_goes_on_without_a_gap(world, callio):
+    database, connect = callio
+    connect(world.accounts(), limit_records_per_endpoint=CAP)
+    [(name, tenant)] = world.tenants.items()
+    times = sorted(int(c["updateTime"]) for c in tenant.customers)
+    runs: list[tuple[int, int, int]] = []  # per run: records fetched, new records, checkpoint
+    while len(runs) < 8:
+        outcome = run_dag("callio_etl", {"job": "customer"})
+        assert outcome.state == "success", outcome.task_states
+        [(since, until, checkpoint)] = table(
+            database,
+            "SELECT window_from, window_to, max_updateTime FROM update_log "
+            f"WHERE run_id = '{outcome.run_id}' AND mode <> 'STAGED'",
+        )
+        fetched = outcome.summary["customer"][name]["fetched"]
+        assert fetched == sum(since <= t <= until for t in times)  # the whole window read: no gap
+        previous = runs[-1][2] if runs else -1
+        new = [t for t in times if previous < t <= until]
+        runs.append((fetched, len(new), checkpoint))
+        if until > world.end_ms:  # not capped: read up to the run's start
+            break
+        assert len(new) >= CAP and sum(t < until for t in new) < CAP  # past the cap: ties only
+        assert checkpoint == until  # complete up to the last record loaded
+    assert len(runs) == 4, runs
+    assert all(fetched < CAP + 200 for fetched, _, _ in runs), runs  # the overlap is read again
+    loaded = dict(table(database, f"SELECT _id, updateTime FROM customer WHERE tenant = '{name}'"))
+    assert loaded == {k: int(v["updateTime"]) for k, v in valid(tenant.customers, "updateTime").items()}
 
 
 def test_backfill_refetches_a_window_without_moving_checkpoints(world, callio):

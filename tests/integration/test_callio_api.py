@@ -359,10 +359,10 @@ def test_a_capped_fetch_leaves_no_hole_below_its_checkpoint():
     world = CallioWorld(tenants=1, customers=1_200, calls=100, burst=300, seed=9)
     with running(world) as (sim, base), client(sim, base, page_size=50, limit_records=250) as api:
         since, until, got = world.start_ms, world.end_ms, Counter()
-        runs = 0
+        runs, checkpoint = 0, None
         while runs < 50:  # each run starts at the previous checkpoint, as the pipeline does
             runs += 1
-            fetch = api.fetch_desc("customer", since, until)
+            fetch = api.fetch_desc("customer", since, until, checkpoint_ms=checkpoint)
             chunk = fetched(fetch)
             stats = fetch.stats
             assert chunk == expected(world, 0, "customer", since, stats.window_to)  # nothing skipped
@@ -371,7 +371,7 @@ def test_a_capped_fetch_leaves_no_hole_below_its_checkpoint():
             if not stats.capped:
                 break
             assert stats.window_to < until and stats.records >= 250
-            since = stats.max_time
+            since = checkpoint = stats.max_time
         assert runs > 3
         assert set(got) == set(expected(world, 0, "customer", world.start_ms, until))
 
@@ -557,15 +557,42 @@ def test_a_slow_consumer_holds_a_bounded_number_of_records():
     assert window <= max(ahead) < 2 * window + slack  # it read ahead, not all 3,000
 
 
-def test_a_capped_fetch_sends_nothing_past_the_slice_that_reached_the_cap():
-    world = CallioWorld(tenants=1, customers=2_000, calls=50, burst=0, seed=24)
-    with running(world) as (sim, base), client(sim, base, page_size=50, limit_records=300) as api:
-        fetch = api.fetch_desc("customer", world.start_ms, world.end_ms)
-        got = fetched(fetch)
-        stats = fetch.stats
-        assert stats.capped and 300 <= stats.records < 2_000
-        assert got == expected(world, 0, "customer", world.start_ms, stats.window_to)
-    assert all(int(r.query["to"]) <= stats.window_to for r in sim.api.requests if r.path == "/customer")
+def test_the_cap_is_hard_never_splits_a_timestamp_and_the_next_run_goes_on_without_a_gap():
+    # 4,000 customers spread over 30 days and a burst of 2,500 updated in one millisecond, two
+    # thirds in: the cap of 2,000 falls once among the spread records and once inside the burst
+    world = CallioWorld(tenants=1, customers=6_500, calls=50, burst=2_500, seed=24)
+    tenant = world.tenants["anphat"]
+    cap, overlap = 2_000, 180_000
+    with running(world) as (sim, base), client(sim, base, limit_records=cap) as api, watched(sim) as seen:
+        checkpoint, got, runs = None, Counter(), []
+        while len(runs) < 10:  # as the pipeline runs: from the checkpoint minus the overlap
+            since = world.start_ms if checkpoint is None else checkpoint - overlap
+            served_before = sum(docs for _, _, docs in seen["served"])
+            fetch = api.fetch_desc("customer", since, world.end_ms, checkpoint_ms=checkpoint)
+            chunk = fetched(fetch)
+            stats = fetch.stats
+            assert chunk == expected(world, 0, "customer", since, stats.window_to)  # nothing skipped
+            new = sorted(
+                time_value(r["updateTime"])
+                for r in tenant.customers
+                if _key(r) in chunk and (checkpoint is None or time_value(r["updateTime"]) > checkpoint)
+            )
+            assert stats.capped == (len(new) >= cap) and stats.capped == (stats.window_to < world.end_ms)
+            assert set(new[cap:]) <= {stats.window_to}  # past the cap: only the ties of the last record
+            if stats.capped:
+                assert new[-1] == stats.max_time == stats.window_to
+            served = sum(docs for _, _, docs in seen["served"]) - served_before
+            runs.append((len(chunk), len(new), served, stats.capped))
+            got.update(chunk)
+            if not stats.capped:
+                break
+            checkpoint = stats.max_time
+    assert set(got) == set(expected(world, 0, "customer", world.start_ms, world.end_ms))  # no gap
+    capped = [run for run in runs if run[3]]
+    assert len(capped) == 2 and capped[0][1] == cap  # the first cut falls among records of distinct times
+    assert capped[1][1] > 2_500  # the second keeps the whole burst, one timestamp, past the cap
+    # what the API served beyond the records kept: the cap is not reached after reading everything
+    assert all(served < kept + cap for kept, _, served, _ in runs), runs
 
 
 # --- the simulator on its own ---------------------------------------------------------------------
