@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import httpx
 import pytest
@@ -423,54 +423,61 @@ def test_a_burst_too_large_for_the_narrowest_slice_is_an_error():
 
 
 def test_pages_of_a_slice_are_requested_concurrently():
-    in_flight, peak = [0], [0]
-    lock = threading.Lock()
-
-    def slow(tenant: str, resource: str, page: int) -> None:
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.05)
-        with lock:
-            in_flight[0] -= 1
-
-    with running() as (sim, base), client(sim, base, page_size=20, time_slice_ms=40 * DAY_MS) as api:
-        sim.before_list = slow
+    # one slice of 20 pages: once page 1 has told how many there are, pages go out 4 at a time
+    with (
+        running() as (sim, base),
+        client(sim, base, page_size=20, time_slice_ms=40 * DAY_MS) as api,
+        watched(sim, gather=4, gated=lambda request: request.query["page"] != "1") as seen,
+    ):
         fetch = api.fetch_desc("customer", sim.world.start_ms, sim.world.end_ms)
         assert fetched(fetch) == expected(sim.world, 0, "customer", sim.world.start_ms, sim.world.end_ms)
-    assert peak[0] == 4
+    assert seen["gathered"] and seen["peak"] == 4
 
 
 # --- reading across slices ------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def watched(sim: CallioSimulator, hold_s: float = 0.0) -> Generator[dict]:
-    """Wrap the simulator's dispatch: each list request is held ``hold_s`` while counted in flight.
-    Yields what it saw: ``peak`` requests in flight at once, ``slices``: the most distinct windows
-    among them, ``served``: ``(from, to, docs)`` of every page answered."""
-    seen = {"peak": 0, "slices": 0, "served": []}
+def watched(
+    sim: CallioSimulator, gather: int = 0, gated: Callable[[Request], bool] = lambda request: True
+) -> Generator[dict]:
+    """Wrap the simulator's dispatch to watch the list requests. Yields what it saw: ``peak``
+    requests in flight at once, ``slices``: the most distinct windows among them, ``served``:
+    ``(from, to, docs)`` of every page answered, and ``changed``, a condition notified at each.
+
+    With ``gather``, the ``gated`` requests wait until that many are in flight together, once (then
+    ``gathered`` is true): a client that sends fewer at once never gets there, and after a safety
+    timeout the requests go on and the test sees ``gathered`` false and a lower ``peak``. No
+    assertion depends on how fast the machine is."""
+    changed = threading.Condition()
+    seen = {"peak": 0, "slices": 0, "served": [], "changed": changed, "gathered": False}
     in_flight: list[Request] = []
-    lock = threading.Lock()
+    gave_up = [gather == 0]
     dispatch = sim.api.dispatch
 
     def watching(request: Request):
         if request.path not in ("/customer", "/call"):
             return dispatch(request)
         window = (int(request.query["from"]), int(request.query["to"]))
-        with lock:
+        with changed:
             in_flight.append(request)
             seen["peak"] = max(seen["peak"], len(in_flight))
             seen["slices"] = max(seen["slices"], len({(r.query["from"], r.query["to"]) for r in in_flight}))
+            if gather and len(in_flight) >= gather:
+                seen["gathered"] = True
+                changed.notify_all()
+            if gated(request) and not changed.wait_for(lambda: seen["gathered"] or gave_up[0], timeout=30):
+                gave_up[0] = True
+                changed.notify_all()
         try:
-            time.sleep(hold_s)
             response = dispatch(request)
         finally:
-            with lock:
+            with changed:
                 in_flight.remove(request)
         if response.status == 200:
-            with lock:
+            with changed:
                 seen["served"].append((*window, len(json.loads(response.body)["docs"])))
+                changed.notify_all()
         return response
 
     sim.api.dispatch = watching
@@ -483,12 +490,12 @@ def watched(sim: CallioSimulator, hold_s: float = 0.0) -> Generator[dict]:
 def test_requests_of_several_slices_are_in_flight_together():
     # about 13 customers a day, one page each: slice by slice, a single request would be in flight
     settings = {"page_size": 20, "adaptive_slices": False}
-    with running() as (sim, base), client(sim, base, **settings) as api, watched(sim, 0.02) as seen:
+    with running() as (sim, base), client(sim, base, **settings) as api, watched(sim, gather=4) as seen:
         world = sim.world
         fetch = api.fetch_desc("customer", world.start_ms, world.end_ms)
         assert fetched(fetch) == expected(world, 0, "customer", world.start_ms, world.end_ms)
         assert fetch.stats.slices == 30
-    assert seen["peak"] == 4 and seen["slices"] == 4
+    assert seen["gathered"] and seen["peak"] == 4 and seen["slices"] == 4
 
 
 def test_adaptive_slices_cost_fewer_requests_on_a_sparse_window():
@@ -548,9 +555,15 @@ def test_a_slow_consumer_holds_a_bounded_number_of_records():
         ahead = []
         got = Counter()
         for number, chunk in enumerate(fetch):
-            time.sleep(0.3 if number == 0 else 0.01)  # reading goes on meanwhile
             hi = fetch.stats.window_to
-            ahead.append(sum(docs for lo, _, docs in list(seen["served"]) if lo >= hi))
+
+            def read_ahead(hi: int = hi) -> int:
+                return sum(docs for lo, _, docs in seen["served"] if lo >= hi)
+
+            with seen["changed"]:
+                if number == 0:  # the consumer holds its first chunk until reading has gone on meanwhile
+                    assert seen["changed"].wait_for(lambda: read_ahead() >= window, timeout=60)
+                ahead.append(read_ahead())
             got.update(_key(record) for record in chunk)
         assert got == expected(world, 0, "call", world.start_ms, world.end_ms)
         slack = fetch.stats.splits * 20  # the first page of a slice found too large is read, then dropped
