@@ -10,7 +10,8 @@ UTC+7); staff and groups once a day, in the 02:30 run. Both come from the DAG pr
 
 **Param `job`.** `auto` (what the schedule says), or for a manual run `all`, `customer`, `call` or
 `staffgroup` (the old `--mode once --job ...`). **Params `from` / `to`** re-fetch an explicit window
-(a backfill) and leave the checkpoints where they are.
+(a backfill) and leave the checkpoints where they are: a date (its midnight, UTC), a date-time in UTC,
+or one with its offset.
 
 **Per tenant** (mapped tasks, the grid shows `tenant=...`): read the checkpoint from `update_log`, fetch
 newest-first from it minus `overlap_ms` (or the last `days_to_fetch_if_empty` days when there is none),
@@ -30,6 +31,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import MultipleCronTriggerTimetable, Param, TriggerRule, dag, task
 
+from include.callio.params import TIME_FORMS, TIME_SCHEMA
 from include.callio.schedule import crons, schedule_times
 from include.common.dag_defaults import default_args
 
@@ -55,17 +57,15 @@ TENANT_LABEL = "tenant={{ task.op_kwargs['tenant'] }}"
         ),
         "from": Param(
             None,
-            type=["null", "string"],
-            format="date-time",
             title="Backfill from",
-            description="Re-fetch from this time (UTC if no offset); the checkpoints do not move.",
+            description=f"Re-fetch from this time: {TIME_FORMS}. The checkpoints do not move.",
+            **TIME_SCHEMA,
         ),
         "to": Param(
             None,
-            type=["null", "string"],
-            format="date-time",
             title="Backfill to",
-            description="End of the backfill window (default: now).",
+            description="End of the backfill window, in the same forms (default: now).",
+            **TIME_SCHEMA,
         ),
     },
 )

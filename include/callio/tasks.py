@@ -17,6 +17,7 @@ from typing import Any
 
 from include.callio import schema
 from include.callio.config import WAREHOUSE_CONN_ID, CallioConfig, load_config
+from include.callio.params import parse_time_ms
 from include.callio.schedule import CallioConfigError
 from include.callio.transform import business_date
 
@@ -65,17 +66,6 @@ def jobs_for(job: str, run_after: dt.datetime, staff_group_time: str) -> list[st
         raise CallioConfigError(f"job must be auto, all, customer, call or staffgroup, not {job!r}")
     slot = run_after.astimezone(dt.UTC).strftime("%H:%M")
     return ["customer", "call", *(["staffgroup"] if slot == staff_group_time else [])]
-
-
-def parse_time_ms(text: str, param: str) -> int:
-    """An ISO date or date-time (UTC when it has no offset) -> epoch ms."""
-    try:
-        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise CallioConfigError(f"param {param}: {text!r} is not an ISO date-time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return int(value.timestamp() * 1000)
 
 
 def backfill_window(params: dict[str, Any], now: int) -> tuple[int, int] | None:

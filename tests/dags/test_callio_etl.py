@@ -8,11 +8,13 @@ others load; a backfill leaves the checkpoints alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 
 import duckdb
 import pytest
+from airflow.exceptions import ParamValidationError
 
 from include.sandbox.callio_api import CallioSimulator
 from include.sandbox.callio_data import DAY_MS, CallioWorld
@@ -221,3 +223,36 @@ def test_backfill_refetches_a_window_without_moving_checkpoints(world, callio):
     assert outcome.summary["backfill"] is True
     assert table(database, checkpoint_sql) == before
     assert table(database, "SELECT count(*) FROM call_log") == table_before
+
+
+def test_from_and_to_take_a_date_and_date_times_without_and_with_an_offset(world, callio):
+    database, _ = callio
+    day = dt.datetime.fromtimestamp(world.start_ms / 1000, dt.UTC).date() + dt.timedelta(days=3)
+    conf = {"job": "call", "from": day.isoformat(), "to": f"{day + dt.timedelta(days=2)}T12:00:00"}
+    outcome = run_dag("callio_etl", conf)
+    assert outcome.state == "success", outcome.task_states
+    since = dt.datetime.combine(day, dt.time(), dt.UTC)  # a date is its midnight, UTC
+    until = since + dt.timedelta(days=2, hours=12)  # no offset: UTC
+    window = {
+        "from": since.isoformat(timespec="milliseconds"),
+        "to": until.isoformat(timespec="milliseconds"),
+    }
+    assert all(result["window"] == window for result in outcome.summary["call"].values())
+    lo, hi = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+    for name, tenant in world.tenants.items():
+        calls = [c for c in valid(tenant.calls, "createTime").values() if lo <= int(c["createTime"]) <= hi]
+        assert outcome.summary["call"][name]["loaded"] == len(calls) > 0
+    offset = run_dag("callio_etl", {**conf, "to": f"{day + dt.timedelta(days=2)}T19:00:00+07:00"})
+    assert offset.state == "success" and offset.summary["call"] == {
+        name: {**result, "loaded": 0} for name, result in outcome.summary["call"].items()
+    }  # the same window: 19:00 at UTC+7 is 12:00 UTC, and every call is there already
+
+
+@pytest.mark.parametrize("value", ["31/05/2024", "2024-02-30", "2024-05-31T24:00:00", "yesterday"])
+def test_a_from_that_is_no_date_is_refused_before_the_run_with_the_forms_it_takes(value, callio):
+    with pytest.raises(ParamValidationError) as refused:
+        run_dag("callio_etl", {"job": "call", "from": value})
+    message = str(refused.value)
+    assert message.startswith(f"Invalid input for param from: {value!r} is not valid under any")
+    for form in ("a date: 2024-05-31 (midnight UTC)", "in UTC: 2024-05-31T08:00:00", "with offset: "):
+        assert f"'title': '{form}" in message
