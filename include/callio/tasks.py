@@ -31,6 +31,9 @@ WINDOWED = {"customer": ("customer", schema.CUSTOMER.name), "call": ("call", sch
 # append pays a fixed cost (open, checkpoint, close): 100,000 rows stage a million in about 4 s where
 # 50,000 take 6 to 7. The price is the chunk held in the fetch task's memory, about 200 MB of rows.
 STAGE_CHUNK_ROWS = 100_000
+TIMETABLE_RUNS = ("scheduled", "backfill")
+"""Run types that come from the schedule (a backfill re-creates scheduled runs); any other run was
+started by hand."""
 REPORT_DAYS_WITHOUT_WINDOW = 7  # a staff/group-only run refreshes the last week (names may have changed)
 DAY_MS = 86_400_000
 
@@ -56,14 +59,18 @@ def open_warehouse():
 # ---------------------------------------------------------------------------------------------- plan
 
 
-def jobs_for(job: str, run_after: dt.datetime, staff_group_time: str) -> list[str]:
-    """``auto``: customers and calls, plus staff and groups when the run is the staff/group slot."""
+def jobs_for(job: str, run_after: dt.datetime, staff_group_time: str, *, run_type: str) -> list[str]:
+    """The jobs a run does. ``auto``: in a run the timetable made (:data:`TIMETABLE_RUNS`), customers
+    and calls, plus staff and groups when the run is the staff/group slot; in a run started by hand
+    (the UI, the CLI, the REST API), every job, as the original service did when run by hand."""
     if job == "all":
         return list(JOBS)
     if job in JOBS:
         return [job]
     if job != "auto":
         raise CallioConfigError(f"job must be auto, all, customer, call or staffgroup, not {job!r}")
+    if str(getattr(run_type, "value", run_type)) not in TIMETABLE_RUNS:
+        return list(JOBS)
     slot = run_after.astimezone(dt.UTC).strftime("%H:%M")
     return ["customer", "call", *(["staffgroup"] if slot == staff_group_time else [])]
 
@@ -87,10 +94,10 @@ def incremental_window(checkpoint: int | None, now: int, config: CallioConfig) -
     return max(0, checkpoint - config.run.overlap_ms), now
 
 
-def plan_task(params: dict[str, Any], run_after: dt.datetime, staff_group_time: str) -> dict:
+def plan_task(params: dict[str, Any], run_after: dt.datetime, run_type: str, staff_group_time: str) -> dict:
     """Jobs, tenants and each tenant's window; creates the warehouse tables on first use."""
     config = load_config()
-    jobs = jobs_for(params["job"], run_after, staff_group_time)
+    jobs = jobs_for(params["job"], run_after, staff_group_time, run_type=run_type)
     now = now_ms()
     backfill = backfill_window(params, now)
     warehouse = open_warehouse()
@@ -108,7 +115,14 @@ def plan_task(params: dict[str, Any], run_after: dt.datetime, staff_group_time: 
             for tenant in config.tenants
         }
     plan = {"jobs": jobs, "tenants": config.tenants, "backfill": backfill is not None, "windows": windows}
-    log.info("callio_etl plan: jobs %s, tenants %s, backfill %s", jobs, config.tenants, plan["backfill"])
+    log.info(
+        "callio_etl plan: job %s in a %s run: jobs %s, tenants %s, backfill %s",
+        params["job"],
+        getattr(run_type, "value", run_type),
+        jobs,
+        config.tenants,
+        plan["backfill"],
+    )
     return plan
 
 

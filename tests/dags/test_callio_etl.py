@@ -225,6 +225,30 @@ def test_backfill_refetches_a_window_without_moving_checkpoints(world, callio):
     assert table(database, "SELECT count(*) FROM call_log") == table_before
 
 
+def test_a_manual_run_with_default_params_runs_every_job(world, callio):
+    database, _ = callio
+    outcome = run_dag("callio_etl")  # as the trigger form or the REST API start it, params untouched
+    assert outcome.state == "success", outcome.task_states
+    assert outcome.summary["jobs"] == ["customer", "call", "staffgroup"]
+    staff = dict(table(database, "SELECT tenant, count(*) FROM staff GROUP BY 1"))
+    assert staff == {name: len(tenant.staff) for name, tenant in world.tenants.items()}
+
+
+def test_a_scheduled_run_does_staff_and_groups_only_in_their_slot(world, callio):
+    database, _ = callio
+    yesterday = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(days=1)
+    later = run_dag("callio_etl", scheduled_at=yesterday.replace(hour=4, minute=0))
+    assert later.state == "success", later.task_states
+    assert later.run_id.startswith("scheduled__")
+    assert later.summary["jobs"] == ["customer", "call"]
+    assert later.task_states["fetch_staffgroup[0]"] == "skipped"
+    assert table(database, "SELECT count(*) FROM staff") == [(0,)]
+    first = run_dag("callio_etl", scheduled_at=yesterday.replace(hour=2, minute=30))
+    assert first.state == "success", first.task_states
+    assert first.summary["jobs"] == ["customer", "call", "staffgroup"]
+    assert table(database, "SELECT count(DISTINCT tenant) FROM staff") == [(TENANTS,)]
+
+
 def test_from_and_to_take_a_date_and_date_times_without_and_with_an_offset(world, callio):
     database, _ = callio
     day = dt.datetime.fromtimestamp(world.start_ms / 1000, dt.UTC).date() + dt.timedelta(days=3)

@@ -148,16 +148,19 @@ RUN_AT = dt.datetime(2026, 11, 20, 2, 30, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
-    ("job", "run_after", "expected"),
+    ("job", "run_type", "run_after", "expected"),
     [
-        ("auto", RUN_AT, ["customer", "call", "staffgroup"]),
-        ("auto", RUN_AT.replace(hour=4, minute=0), ["customer", "call"]),
-        ("all", RUN_AT.replace(hour=4), ["customer", "call", "staffgroup"]),
-        ("staffgroup", RUN_AT, ["staffgroup"]),
+        ("auto", "scheduled", RUN_AT, ["customer", "call", "staffgroup"]),
+        ("auto", "scheduled", RUN_AT.replace(hour=4, minute=0), ["customer", "call"]),
+        ("auto", "backfill", RUN_AT.replace(hour=4, minute=0), ["customer", "call"]),
+        ("auto", "manual", RUN_AT.replace(hour=4, minute=0), ["customer", "call", "staffgroup"]),
+        ("auto", "asset_triggered", RUN_AT.replace(hour=4, minute=0), ["customer", "call", "staffgroup"]),
+        ("all", "scheduled", RUN_AT.replace(hour=4), ["customer", "call", "staffgroup"]),
+        ("staffgroup", "manual", RUN_AT, ["staffgroup"]),
     ],
 )
-def test_jobs_for(job, run_after, expected):
-    assert jobs_for(job, run_after, "02:30") == expected
+def test_jobs_for(job, run_type, run_after, expected):
+    assert jobs_for(job, run_after, "02:30", run_type=run_type) == expected
 
 
 def test_windows():
