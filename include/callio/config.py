@@ -36,16 +36,19 @@ EXTRA_KEYS = {
     "concurrency": ("concurrency", None),
     "overlap_ms": ("overlap_ms", "OVERLAP_MS"),
     "days_to_fetch_if_empty": ("days_to_fetch_if_empty", "DAYS_TO_FETCH_IF_EMPTY"),
+    "update_log_retention_days": ("update_log_retention_days", None),
 }
-_RUN_FIELDS = {"overlap_ms", "days_to_fetch_if_empty"}
+_RUN_FIELDS = {"overlap_ms", "days_to_fetch_if_empty", "update_log_retention_days"}
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How far back a tenant's window reaches."""
+    """How far back a tenant's window reaches, and how long the load history is kept."""
 
     overlap_ms: int = 180_000
     days_to_fetch_if_empty: int = 30
+    update_log_retention_days: int | None = None
+    """None: ``update_log`` keeps every row, as the original's load history did."""
 
 
 @dataclass(frozen=True)

@@ -316,10 +316,12 @@ def report_days(plan: dict, today: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def report_task(plan: dict) -> dict:
+    """Refresh the report for the days the run touched; prune ``update_log`` when a retention is set."""
+    retention = load_config().run.update_log_retention_days
     warehouse = open_warehouse()
     since, until = report_days(plan, business_date(now_ms()))
     rows = warehouse.refresh_staff_daily(since, until)
-    pruned = warehouse.prune_update_log()
+    pruned = warehouse.prune_update_log(retention) if retention else 0
     return {"since": since.isoformat(), "until": until.isoformat(), "rows": rows, "update_log_pruned": pruned}
 
 

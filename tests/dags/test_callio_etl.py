@@ -280,3 +280,29 @@ def test_a_from_that_is_no_date_is_refused_before_the_run_with_the_forms_it_take
     assert message.startswith(f"Invalid input for param from: {value!r} is not valid under any")
     for form in ("a date: 2024-05-31 (midnight UTC)", "in UTC: 2024-05-31T08:00:00", "with offset: "):
         assert f"'title': '{form}" in message
+
+
+def test_update_log_keeps_its_history_unless_a_retention_is_set(world, callio):
+    from include.callio.warehouse.duckdb_backend import DuckDBWarehouse
+
+    database, connect = callio
+    DuckDBWarehouse(database).ensure_schema()
+    long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=200)).replace(tzinfo=None)
+    with duckdb.connect(str(database)) as conn:
+        conn.executemany(
+            "INSERT INTO update_log (table_name, tenant, updated_at, rows_loaded, mode, run_id) "
+            "VALUES ('call_log', ?, ?, 7, ?, 'long-ago')",
+            [(name, long_ago, mode) for name in world.tenants for mode in ("STAGED", "APPEND")],
+        )
+    history = "SELECT count(*) FROM update_log WHERE run_id = 'long-ago'"
+    kept = run_dag("callio_etl", {"job": "call"})
+    assert kept.state == "success", kept.task_states
+    assert table(database, history) == [(2 * TENANTS,)] and kept.summary["report"]["update_log_pruned"] == 0
+    checkpoints = "SELECT tenant, max(max_updateTime) FROM update_log GROUP BY 1 ORDER BY 1"
+    before = table(database, checkpoints)
+    connect(world.accounts(), update_log_retention_days=100)
+    pruned = run_dag("callio_etl", {"job": "call"})
+    assert pruned.state == "success", pruned.task_states
+    assert table(database, history) == [(0,)] and pruned.summary["report"]["update_log_pruned"] == 2 * TENANTS
+    assert table(database, checkpoints) == before
+    assert table(database, f"SELECT count(*) FROM update_log WHERE run_id = '{kept.run_id}'")[0][0] > 0

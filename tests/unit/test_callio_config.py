@@ -92,6 +92,9 @@ def test_tunables_at_their_bounds_are_accepted():
         None, None, None, {"overlap_ms": 0, "page_size": 10_000, "api_timeout": 12.5}, ACCOUNTS
     )
     assert (config.run.overlap_ms, config.api.page_size, config.api.timeout) == (0, 10_000, 12.5)
+    assert config.run.update_log_retention_days is None  # the load history is kept
+    with pytest.raises(CallioConfigError, match="update_log_retention_days must be positive"):
+        config_from(None, None, None, {"update_log_retention_days": 0}, ACCOUNTS)
 
 
 def test_legacy_env_maps_accounts_file_tunables_bigquery_and_schedule(tmp_path):
