@@ -5,7 +5,8 @@
   ``{tenant, email, password}``) and the API tunables of the original service's ``.env``
   (:data:`EXTRA_KEYS`). Accounts may instead live in the Variable ``callio_accounts_secret``, whose name
   makes Airflow mask its value. Either way every password is registered with the secrets masker as soon
-  as it is read, so it cannot reach a log line.
+  as it is read, so it cannot reach a log line (but for Airflow's in-process test supervisor, which
+  prints at DEBUG what is registered: see ``tests/dags/test_callio_logs.py``).
 * Connection ``callio_warehouse``: ``duckdb`` (embedded) or ``google_cloud_platform`` (BigQuery), see
   :mod:`include.callio.warehouse`.
 * The schedule: see :mod:`include.callio.schedule`.
