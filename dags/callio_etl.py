@@ -8,9 +8,10 @@ Loads the Callio call-center API (connection `callio_api`, one account per tenan
 UTC+7); staff and groups once a day, in the 02:30 run. Both come from the DAG processor's environment:
 `CALLIO_RUN_TIMES_UTC` and `CALLIO_STAFF_GROUP_TIME_UTC` (the old `SCHEDULER_*` keys).
 
-**Param `job`.** `auto` (what the schedule says), or for a manual run `all`, `customer`, `call` or
-`staffgroup` (the old `--mode once --job ...`). **Params `from` / `to`** re-fetch an explicit window
-(a backfill) and leave the checkpoints where they are.
+**Param `job`.** `auto`: every job in a run started by hand (trigger form, CLI, REST API), as the old
+`--mode once` did; in scheduled runs what the schedule says. Or `all`, `customer`, `call`, `staffgroup`
+(the old `--job ...`). **Params `from` / `to`** re-fetch an explicit window (a backfill) and leave the
+checkpoints where they are: a date (its midnight, UTC), a date-time in UTC, or one with its offset.
 
 **Per tenant** (mapped tasks, the grid shows `tenant=...`): read the checkpoint from `update_log`, fetch
 newest-first from it minus `overlap_ms` (or the last `days_to_fetch_if_empty` days when there is none),
@@ -30,6 +31,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import MultipleCronTriggerTimetable, Param, TriggerRule, dag, task
 
+from include.callio.params import TIME_FORMS, TIME_SCHEMA
 from include.callio.schedule import crons, schedule_times
 from include.common.dag_defaults import default_args
 
@@ -51,21 +53,20 @@ TENANT_LABEL = "tenant={{ task.op_kwargs['tenant'] }}"
             type="string",
             enum=["auto", "all", "customer", "call", "staffgroup"],
             title="Job",
-            description=f"auto: customers and calls, plus staff and groups in the {STAFF_GROUP_TIME} UTC run.",
+            description="auto: every job when run by hand (this form, the CLI, the REST API); in scheduled "
+            f"runs customers and calls, plus staff and groups in the {STAFF_GROUP_TIME} UTC run.",
         ),
         "from": Param(
             None,
-            type=["null", "string"],
-            format="date-time",
             title="Backfill from",
-            description="Re-fetch from this time (UTC if no offset); the checkpoints do not move.",
+            description=f"Re-fetch from this time: {TIME_FORMS}. The checkpoints do not move.",
+            **TIME_SCHEMA,
         ),
         "to": Param(
             None,
-            type=["null", "string"],
-            format="date-time",
             title="Backfill to",
-            description="End of the backfill window (default: now).",
+            description="End of the backfill window, in the same forms (default: now).",
+            **TIME_SCHEMA,
         ),
     },
 )
@@ -74,7 +75,7 @@ def callio_etl():
     def plan(params=None, dag_run=None) -> dict:
         from include.callio.tasks import plan_task
 
-        return plan_task(params, dag_run.run_after, STAFF_GROUP_TIME)
+        return plan_task(params, dag_run.run_after, dag_run.run_type, STAFF_GROUP_TIME)
 
     @task
     def tenants(run: dict) -> list[str]:

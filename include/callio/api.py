@@ -7,6 +7,8 @@ lifetime is not documented); a 401 on a request gets one fresh login and one ret
 Transient failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff and
 full jitter, honouring ``Retry-After`` in seconds or as an HTTP date, never faster than a floor (a
 ``Retry-After: 0`` must not turn into a busy loop), never longer than a cap, a bounded number of times.
+The error that ends the retries says what failed and where (connection refused, DNS lookup, TLS
+handshake, timeout, or the HTTP status, with the host), since the exception class alone does not.
 
 Customers and calls are read newest first (:meth:`CallioClient.fetch_desc`) in time slices, because the
 API, backed by a search index, refuses to page past ``max_result_window`` records: a slice holding more
@@ -20,6 +22,7 @@ are logged at DEBUG with their path and query parameters only.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -36,7 +39,7 @@ from urllib.parse import urlencode
 import httpx
 from msgspec.json import decode as _decode_json  # decodes a page about 1.8 times as fast as json.loads
 
-from include.common.httputil import retry_after_seconds
+from include.common.httputil import describe_transport_error, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,10 @@ class ApiSettings:
                 f"ApiSettings.limit_records must be positive or None, got {self.limit_records!r}"
             )
         if self.page_size > self.max_result_window:
-            raise ValueError("ApiSettings.page_size cannot exceed max_result_window")
+            raise ValueError(
+                f"ApiSettings.page_size ({self.page_size}) cannot exceed max_result_window "
+                f"({self.max_result_window}), the deepest record the API pages to"
+            )
         if self.max_rewalks < 0:
             raise ValueError("ApiSettings.max_rewalks cannot be negative")
         if self.retry.attempts < 1:
@@ -301,7 +307,7 @@ class CallioClient:
             try:
                 response = self._http.send(httpx.Request(method, url, json=json_body, headers=headers))
             except httpx.TransportError as exc:
-                last, status, retry_after = type(exc).__name__, None, None
+                last, status, retry_after = describe_transport_error(exc), None, None
             else:
                 status = response.status_code
                 if status == 401 and token is not None and not relogged:
@@ -310,7 +316,8 @@ class CallioClient:
                     continue
                 if status != 429 and status < 500:
                     return response
-                last, retry_after = f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After"))
+                last = f"HTTP {status} from {response.request.url.host}"
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             failures += 1
             if failures >= retry_policy.attempts:
                 raise CallioApiError(
@@ -371,14 +378,20 @@ class CallioClient:
                 return records
             page += 1
 
-    def fetch_desc(self, resource: str, since_ms: int, until_ms: int) -> Fetch:
+    def fetch_desc(
+        self, resource: str, since_ms: int, until_ms: int, *, checkpoint_ms: int | None = None
+    ) -> Fetch:
         """The ``customer`` (by ``updateTime``) or ``call`` (by ``createTime``) records with a time in
         ``[since_ms, until_ms]``, as chunks of records, one per time slice.
 
         * Slices are read oldest first and yielded in that order, the pages inside one newest first as
-          the API serves them. So when ``limit_records`` stops a fetch (after the slice in which the cap
-          was reached, so a chunk may pass it), everything up to ``stats.window_to`` has been read and a
-          checkpoint at ``stats.max_time`` leaves no hole below it.
+          the API serves them. ``limit_records`` is a hard cap: the fetch yields the oldest records up
+          to it and stops, except that records sharing the time of the last one are never split (a
+          later fetch could not tell which of them it already has). Everything up to
+          ``stats.window_to`` (that time) has then been read, so a checkpoint at ``stats.max_time``
+          leaves no hole below it. ``checkpoint_ms``, the newest time already loaded (a window starts
+          before it by an overlap), is read again but not counted against the cap, so that a capped
+          run always moves past its predecessor, however many records the overlap holds.
         * The first slice is ``time_slice_ms`` wide. With ``adaptive_slices`` (the default) the next
           ones are sized from the density the previous ones reported, to hold about half of
           ``max_result_window`` records (less under a ``limit_records`` cap): sparse stretches then
@@ -408,12 +421,13 @@ class CallioClient:
         if since_ms > until_ms:
             raise ValueError(f"since_ms ({since_ms}) is after until_ms ({until_ms})")
         stats = FetchStats(resource, since_ms)
-        return Fetch(stats, self._chunks(resource, since_ms, until_ms, stats))
+        return Fetch(stats, self._chunks(resource, since_ms, until_ms, stats, checkpoint_ms))
 
     def _chunks(
-        self, resource: str, since_ms: int, until_ms: int, stats: FetchStats
+        self, resource: str, since_ms: int, until_ms: int, stats: FetchStats, checkpoint_ms: int | None
     ) -> Iterator[list[Record]]:
         limit = self.settings.limit_records
+        counted = 0  # records toward limit: those newer than checkpoint_ms
         time_field = TIME_SORTED[resource][0]
         boundary: dict[str, int] = {}  # the last slice's records at its upper bound, key -> time
         reader = _SliceReader(
@@ -430,22 +444,28 @@ class CallioClient:
             for piece in reader:
                 chunk, times, boundary = _dedupe(piece.docs(), time_field, boundary, piece.hi)
                 stats.slices += 1
-                stats.records += len(chunk)
                 stats.window_to = piece.hi
+                if limit is not None:
+                    chunk, cut, more = _cap(chunk, time_field, limit - counted, checkpoint_ms)
+                    counted += more
+                    if cut is not None:
+                        stats.window_to = cut
+                        times = [when for when in times if when <= cut]
+                stats.records += len(chunk)
                 if times:
                     newest = max(times)
                     stats.max_time = newest if stats.max_time is None else max(stats.max_time, newest)
                 if chunk:
                     yield chunk
-                if limit is not None and stats.records >= limit and piece.hi < until_ms:
+                if limit is not None and counted >= limit and stats.window_to < until_ms:
                     stats.capped = True
                     log.info(
                         "%s of tenant %s: %d records reach the cap of %d; read up to %d of %d",
                         resource,
                         self.account.tenant,
-                        stats.records,
+                        counted,
                         limit,
-                        piece.hi,
+                        stats.window_to,
                         until_ms,
                     )
                     return
@@ -600,14 +620,23 @@ class _SliceReader:
 
     def _due(self) -> list[_Slice]:
         """The slices to request pages for: oldest first, up to one that failed (the fetch stops
-        there) and while the older ones hold fewer than ``max_result_window`` records."""
-        due, held = [], 0
+        there) and while the older ones hold fewer than ``max_result_window`` records, and, under a
+        ``limit_records`` cap, fewer than what remains of it. The oldest is always due: the caller
+        waits for it (the cap counts totals here, before duplicates are removed)."""
+        settings, due, held = self._settings, [], 0
         for piece in self._slices:
-            if piece.error is not None or held >= self._settings.max_result_window:
+            if piece.error is not None:
+                break
+            if due and (held >= settings.max_result_window or held >= self._left()):
                 break
             due.append(piece)
             held += piece.held()
         return due
+
+    def _left(self) -> float:
+        """Records the cap leaves for the slices not handed out yet, by their totals."""
+        limit = self._settings.limit_records
+        return math.inf if limit is None else limit - self._handed_out
 
     def _may_begin(self) -> bool:
         settings = self._settings
@@ -722,12 +751,28 @@ class _SliceReader:
         if total is not None and total > settings.max_result_window // size * size:
             self._split(piece, _ResultWindowTooLarge(f"{total} records", endpoint=f"/{self._resource}"))
             return
+        if total is not None and self._beyond_cap(piece, total, size):
+            self._split(piece, None)
+            return
         piece.answered, piece.total, piece.size = True, total, size
         piece.pages[1] = body["docs"]
         if total is None:  # no count to check against: follow the pages one by one
             self._follow(piece, 1, body)
         else:
             piece.unsent.extend(range(2, math.ceil(total / size) + 1))
+
+    def _beyond_cap(self, piece: _Slice, total: int, size: int) -> bool:
+        """Whether a slice holds more than twice what the cap leaves for it (and a page), and is wide
+        enough to halve: the older half may then hold what remains, and the newer is not read. Below
+        that, reading it whole costs less than the splits would (each one reads a first page; records
+        sharing a millisecond never fit in a narrower slice)."""
+        before = 0
+        for other in self._slices:
+            if other is piece:
+                break
+            before += other.held()
+        left = self._left() - before
+        return 0 < 2 * left < total - size and piece.hi - piece.lo >= 2 * self._settings.min_slice_ms
 
     @staticmethod
     def _follow(piece: _Slice, page: int, body: Record) -> None:
@@ -760,12 +805,12 @@ class _SliceReader:
         )
         piece.restart()
 
-    def _split(self, piece: _Slice, cause: CallioApiError) -> None:
+    def _split(self, piece: _Slice, cause: CallioApiError | None) -> None:
         """Put the two halves of ``piece`` in its place, older first, or fail it when they would be
-        too narrow."""
+        too narrow. ``cause``: the API's refusal to page through it; None: the cap's budget."""
         settings = self._settings
         lo, hi = piece.lo, piece.hi
-        if hi - lo < 2 * settings.min_slice_ms:
+        if cause is not None and hi - lo < 2 * settings.min_slice_ms:
             piece.error = SliceTooLargeError(
                 f"{self._resource} of tenant {self._tenant}: the slice [{lo}, {hi}] "
                 f"({hi - lo} ms, no narrower than min_slice_ms={settings.min_slice_ms}) holds more "
@@ -780,7 +825,15 @@ class _SliceReader:
         self._slices[index] = self._slice(mid, hi)
         self._slices.insert(index, self._slice(lo, mid))
         self._stats.splits += 1
-        log.info("%s of tenant %s: splitting [%d, %d] at %d", self._resource, self._tenant, lo, hi, mid)
+        log.info(
+            "%s of tenant %s: splitting [%d, %d] at %d (%s)",
+            self._resource,
+            self._tenant,
+            lo,
+            hi,
+            mid,
+            "too deep to page through" if cause is not None else "more than the cap leaves",
+        )
 
 
 def _total(body: Record) -> int | None:
@@ -848,3 +901,22 @@ def _dedupe(
     times = [when for when, _ in kept.values() if when is not None]
     boundary = {key: when for key, (when, _) in kept.items() if when == hi}
     return chunk, times, boundary
+
+
+def _cap(
+    chunk: list[Record], field: str, left: int, checkpoint: int | None
+) -> tuple[list[Record], int | None, int]:
+    """One slice's records cut to the ``left`` that remain of the cap: the records newer than
+    ``checkpoint`` count, the oldest first, and the records sharing the time of the last one counted
+    stay with it. Returns the records kept (those not counted included), the time up to which they
+    are the whole slice (None: nothing was cut), and how many of them count."""
+    counting = sorted(
+        when
+        for record in chunk
+        if (when := _time(record, field)) is not None and (checkpoint is None or when > checkpoint)
+    )
+    if len(counting) <= left:
+        return chunk, None, len(counting)
+    cut = counting[max(left, 1) - 1]
+    kept = [record for record in chunk if (when := _time(record, field)) is None or when <= cut]
+    return kept, cut, bisect.bisect_right(counting, cut)

@@ -1,11 +1,12 @@
 """Where the Callio pipeline's settings live, and how they are read.
 
-* Connection ``callio_api`` (type http): the API's base URL (``host``, with ``schema``/``port`` when the
-  host has no scheme) and, in its ``extra``, the tenant accounts (``accounts``: a list of
+* Connection ``callio_api`` (type http): the API's base URL (``host``; without a scheme, the
+  ``schema`` field's, else http, as Airflow's HttpHook reads it; ``port``) and, in its ``extra``, the tenant accounts (``accounts``: a list of
   ``{tenant, email, password}``) and the API tunables of the original service's ``.env``
   (:data:`EXTRA_KEYS`). Accounts may instead live in the Variable ``callio_accounts_secret``, whose name
   makes Airflow mask its value. Either way every password is registered with the secrets masker as soon
-  as it is read, so it cannot reach a log line.
+  as it is read, so it cannot reach a log line (but for Airflow's in-process test supervisor, which
+  prints at DEBUG what is registered: see ``tests/dags/test_callio_logs.py``).
 * Connection ``callio_warehouse``: ``duckdb`` (embedded) or ``google_cloud_platform`` (BigQuery), see
   :mod:`include.callio.warehouse`.
 * The schedule: see :mod:`include.callio.schedule`.
@@ -14,17 +15,17 @@
 from __future__ import annotations
 
 import json
-import re
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from include.callio.api import Account, ApiSettings
+from include.callio.api import DEFAULT_BASE_URL, Account, ApiSettings
 from include.callio.schedule import CallioConfigError
+from include.common.httputil import connection_base_url
 
 API_CONN_ID = "callio_api"
 WAREHOUSE_CONN_ID = "callio_warehouse"
 ACCOUNTS_VARIABLE = "callio_accounts_secret"
-DEFAULT_BASE_URL = "https://clientapi.phonenet.io"
 
 # connection extra key -> (ApiSettings / RunSettings field, legacy .env key)
 EXTRA_KEYS = {
@@ -36,16 +37,19 @@ EXTRA_KEYS = {
     "concurrency": ("concurrency", None),
     "overlap_ms": ("overlap_ms", "OVERLAP_MS"),
     "days_to_fetch_if_empty": ("days_to_fetch_if_empty", "DAYS_TO_FETCH_IF_EMPTY"),
+    "update_log_retention_days": ("update_log_retention_days", None),
 }
-_RUN_FIELDS = {"overlap_ms", "days_to_fetch_if_empty"}
+_RUN_FIELDS = {"overlap_ms", "days_to_fetch_if_empty", "update_log_retention_days"}
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How far back a tenant's window reaches."""
+    """How far back a tenant's window reaches, and how long the load history is kept."""
 
     overlap_ms: int = 180_000
     days_to_fetch_if_empty: int = 30
+    update_log_retention_days: int | None = None
+    """None: ``update_log`` keeps every row, as the original's load history did."""
 
 
 @dataclass(frozen=True)
@@ -66,18 +70,6 @@ class CallioConfig:
 
 
 # ---------------------------------------------------------------------------------------- connection
-
-
-def base_url(host: str | None, schema: str | None = None, port: int | None = None) -> str:
-    """The API base URL of an http connection: ``host`` may carry its scheme or not."""
-    if not host:
-        return DEFAULT_BASE_URL
-    host = host.rstrip("/")
-    if "://" not in host:
-        host = f"{schema or 'https'}://{host}"
-    if port and not re.search(r":\d+$", host.split("://", 1)[1]):
-        host = f"{host}:{port}"
-    return host
 
 
 def parse_accounts(value: Any, source: str) -> tuple[Account, ...]:
@@ -104,16 +96,25 @@ def parse_accounts(value: Any, source: str) -> tuple[Account, ...]:
     return tuple(accounts)
 
 
-def _int_setting(extra: dict[str, Any], key: str) -> int | None:
+def _number_setting(extra: dict[str, Any], key: str) -> float | None:
+    """The tunable ``key`` of the extra: a whole number (seconds may have decimals for
+    ``api_timeout``), positive, or 0 or more for ``overlap_ms``; None when absent."""
     value = extra.get(key)
     if value is None or value == "":
         return None
+    text = str(value).strip()
+    fractional = key == "api_timeout"
     try:
-        number = int(str(value).strip())
+        number = float(text) if fractional else int(text)
     except ValueError:
-        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be a whole number") from None
-    if number < 0 or (number == 0 and key != "overlap_ms"):
-        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be positive")
+        number = math.nan
+    if not math.isfinite(number):
+        kind = "a number of seconds" if fractional else "a whole number"
+        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be {kind}, got {text!r}")
+    if key == "overlap_ms" and number < 0:
+        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be 0 or more, got {text}")
+    if key != "overlap_ms" and number <= 0:
+        raise CallioConfigError(f"{API_CONN_ID} extra {key} must be positive, got {text}")
     return number
 
 
@@ -121,12 +122,21 @@ def config_from(
     host: str | None, schema: str | None, port: int | None, extra: dict[str, Any], accounts: Any
 ) -> CallioConfig:
     """Build the configuration from a connection's fields (pure: no Airflow needed)."""
-    api_fields: dict[str, Any] = {"base_url": base_url(host, schema, port)}
+    api_fields: dict[str, Any] = {
+        "base_url": connection_base_url(host, schema, port, default=DEFAULT_BASE_URL)
+    }
     run_fields: dict[str, Any] = {}
     for key, (field_name, _) in EXTRA_KEYS.items():
-        number = _int_setting(extra, key)
+        number = _number_setting(extra, key)
         if number is not None:
             (run_fields if field_name in _RUN_FIELDS else api_fields)[field_name] = number
+    window = ApiSettings.max_result_window
+    if api_fields.get("page_size", 0) > window:
+        raise CallioConfigError(
+            f"{API_CONN_ID} extra page_size {api_fields['page_size']} is more than the Callio API pages "
+            f"through: it answers no record past the first {window:,} of a query (its result window), so "
+            f"use {window:,} or less (the default is {ApiSettings.page_size}; public clients use 100 to 500)"
+        )
     return CallioConfig(
         ApiSettings(**api_fields), RunSettings(**run_fields), parse_accounts(accounts, API_CONN_ID)
     )

@@ -1,7 +1,7 @@
 """Entry points the callio_etl DAG calls: plan, fetch per tenant, commit per table, report, summary.
 
 The checkpoint travels like this: ``plan`` reads each tenant's checkpoint from ``update_log`` and turns
-it into a window (XCom); ``fetch_*`` fetches exactly that window and stages it, returning what it
+it into a window, ``[from, to, checkpoint]`` (XCom); ``fetch_*`` fetches exactly that window and stages it, returning what it
 covered (XCom); the commit task merges the staged rows of the tenants that fetched and only then
 writes their new checkpoints to ``update_log``. A run that dies anywhere before the commit leaves the
 checkpoints where they were, so the next run fetches the same window again; the MERGE makes that harmless.
@@ -17,6 +17,7 @@ from typing import Any
 
 from include.callio import schema
 from include.callio.config import WAREHOUSE_CONN_ID, CallioConfig, load_config
+from include.callio.params import parse_time_ms
 from include.callio.schedule import CallioConfigError
 from include.callio.transform import business_date
 
@@ -30,6 +31,9 @@ WINDOWED = {"customer": ("customer", schema.CUSTOMER.name), "call": ("call", sch
 # append pays a fixed cost (open, checkpoint, close): 100,000 rows stage a million in about 4 s where
 # 50,000 take 6 to 7. The price is the chunk held in the fetch task's memory, about 200 MB of rows.
 STAGE_CHUNK_ROWS = 100_000
+TIMETABLE_RUNS = ("scheduled", "backfill")
+"""Run types that come from the schedule (a backfill re-creates scheduled runs); any other run was
+started by hand."""
 REPORT_DAYS_WITHOUT_WINDOW = 7  # a staff/group-only run refreshes the last week (names may have changed)
 DAY_MS = 86_400_000
 
@@ -55,27 +59,20 @@ def open_warehouse():
 # ---------------------------------------------------------------------------------------------- plan
 
 
-def jobs_for(job: str, run_after: dt.datetime, staff_group_time: str) -> list[str]:
-    """``auto``: customers and calls, plus staff and groups when the run is the staff/group slot."""
+def jobs_for(job: str, run_after: dt.datetime, staff_group_time: str, *, run_type: str) -> list[str]:
+    """The jobs a run does. ``auto``: in a run the timetable made (:data:`TIMETABLE_RUNS`), customers
+    and calls, plus staff and groups when the run is the staff/group slot; in a run started by hand
+    (the UI, the CLI, the REST API), every job, as the original service did when run by hand."""
     if job == "all":
         return list(JOBS)
     if job in JOBS:
         return [job]
     if job != "auto":
         raise CallioConfigError(f"job must be auto, all, customer, call or staffgroup, not {job!r}")
+    if str(getattr(run_type, "value", run_type)) not in TIMETABLE_RUNS:
+        return list(JOBS)
     slot = run_after.astimezone(dt.UTC).strftime("%H:%M")
     return ["customer", "call", *(["staffgroup"] if slot == staff_group_time else [])]
-
-
-def parse_time_ms(text: str, param: str) -> int:
-    """An ISO date or date-time (UTC when it has no offset) -> epoch ms."""
-    try:
-        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise CallioConfigError(f"param {param}: {text!r} is not an ISO date-time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return int(value.timestamp() * 1000)
 
 
 def backfill_window(params: dict[str, Any], now: int) -> tuple[int, int] | None:
@@ -97,10 +94,10 @@ def incremental_window(checkpoint: int | None, now: int, config: CallioConfig) -
     return max(0, checkpoint - config.run.overlap_ms), now
 
 
-def plan_task(params: dict[str, Any], run_after: dt.datetime, staff_group_time: str) -> dict:
+def plan_task(params: dict[str, Any], run_after: dt.datetime, run_type: str, staff_group_time: str) -> dict:
     """Jobs, tenants and each tenant's window; creates the warehouse tables on first use."""
     config = load_config()
-    jobs = jobs_for(params["job"], run_after, staff_group_time)
+    jobs = jobs_for(params["job"], run_after, staff_group_time, run_type=run_type)
     now = now_ms()
     backfill = backfill_window(params, now)
     warehouse = open_warehouse()
@@ -111,11 +108,21 @@ def plan_task(params: dict[str, Any], run_after: dt.datetime, staff_group_time: 
             continue
         checkpoints = {} if backfill else warehouse.checkpoints(WINDOWED[job][1])
         windows[job] = {
-            tenant: list(backfill or incremental_window(checkpoints.get(tenant), now, config))
+            tenant: [
+                *(backfill or incremental_window(checkpoints.get(tenant), now, config)),
+                checkpoints.get(tenant),
+            ]
             for tenant in config.tenants
         }
     plan = {"jobs": jobs, "tenants": config.tenants, "backfill": backfill is not None, "windows": windows}
-    log.info("callio_etl plan: jobs %s, tenants %s, backfill %s", jobs, config.tenants, plan["backfill"])
+    log.info(
+        "callio_etl plan: job %s in a %s run: jobs %s, tenants %s, backfill %s",
+        params["job"],
+        getattr(run_type, "value", run_type),
+        jobs,
+        config.tenants,
+        plan["backfill"],
+    )
     return plan
 
 
@@ -169,14 +176,14 @@ def _fetch_window(client, warehouse, job: str, plan: dict, tenant: str, run_id: 
     from include.callio import transform
 
     resource, table = WINDOWED[job]
-    window_from, window_to = plan["windows"][job][tenant]
+    window_from, window_to, checkpoint = plan["windows"][job][tenant]
     row_fn, stage = (
         (transform.customer_row, warehouse.stage_customers)
         if job == "customer"
         else (transform.call_row, warehouse.stage_calls)
     )
     warehouse.clear_staging(job, [tenant])  # rows a failed attempt left behind
-    fetch = client.fetch_desc(resource, window_from, window_to)
+    fetch = client.fetch_desc(resource, window_from, window_to, checkpoint_ms=checkpoint)
     staged = rejected = 0
 
     def rows() -> Iterator[dict]:
@@ -309,10 +316,12 @@ def report_days(plan: dict, today: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def report_task(plan: dict) -> dict:
+    """Refresh the report for the days the run touched; prune ``update_log`` when a retention is set."""
+    retention = load_config().run.update_log_retention_days
     warehouse = open_warehouse()
     since, until = report_days(plan, business_date(now_ms()))
     rows = warehouse.refresh_staff_daily(since, until)
-    pruned = warehouse.prune_update_log()
+    pruned = warehouse.prune_update_log(retention) if retention else 0
     return {"since": since.isoformat(), "until": until.isoformat(), "rows": rows, "update_log_pruned": pruned}
 
 

@@ -40,6 +40,8 @@ from typing import Any, Literal, cast
 
 import httpx
 
+from include.common.httputil import connection_base_url
+
 log = logging.getLogger(__name__)
 
 Source = Literal["web", "mobile"]
@@ -163,19 +165,18 @@ def credentials_from(
     extra: Mapping[str, Any],
     conn_id: str,
     port: int | None = None,
+    schema: str | None = None,
 ) -> AmplitudeCredentials:
-    """Credentials from a connection's fields (pure: no Airflow needed). ``host`` may carry its scheme
-    (default https) and its port, or the port may come apart."""
+    """Credentials from a connection's fields (pure: no Airflow needed). The base URL is read as
+    Airflow's HttpHook reads it (:func:`~include.common.httputil.connection_base_url`)."""
     if not login or not password:
         raise AmplitudeConfigError(f"{conn_id}: login (api key) and password (secret key) are required")
     region = str(extra.get("region") or "").lower()
     if region not in ("", "us", "eu"):
         raise AmplitudeConfigError(f"{conn_id}: extra region must be 'us' or 'eu', got {region!r}")
-    base_url = (host or (EU_BASE_URL if region == "eu" else DEFAULT_BASE_URL)).rstrip("/")
-    if "://" not in base_url:
-        base_url = f"https://{base_url}"
-    if port and not re.search(r":\d+$", base_url.split("://", 1)[1]):
-        base_url = f"{base_url}:{port}"
+    base_url = connection_base_url(
+        host, schema, port, default=EU_BASE_URL if region == "eu" else DEFAULT_BASE_URL
+    )
     return AmplitudeCredentials(api_key=login, secret_key=password, base_url=base_url)
 
 
@@ -193,7 +194,9 @@ def load_connection_credentials(conn_id: str) -> AmplitudeCredentials:
     for secret in (conn.login, conn.password):
         if secret:
             mask_secret(secret)
-    return credentials_from(conn.login, conn.password, conn.host, conn.extra_dejson or {}, conn_id, conn.port)
+    return credentials_from(
+        conn.login, conn.password, conn.host, conn.extra_dejson or {}, conn_id, conn.port, conn.schema
+    )
 
 
 # ------------------------------------------------------------------------------------------ export

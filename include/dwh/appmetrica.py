@@ -60,7 +60,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
-from include.common.httputil import retry_after_seconds
+from include.common.httputil import connection_base_url, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -356,10 +356,14 @@ def load_definitions(conn_id: str = CONN_ID, variable: str = EXPORTS_VARIABLE) -
 
 
 def settings_from(
-    host: str | None, token: str | None, extra: Mapping[str, Any], port: int | None = None
+    host: str | None,
+    token: str | None,
+    extra: Mapping[str, Any],
+    port: int | None = None,
+    schema: str | None = None,
 ) -> AppMetricaSettings:
-    """Settings from a connection's fields (pure: no Airflow needed). ``host`` may carry its scheme
-    (default https) and its port, or the port may come apart."""
+    """Settings from a connection's fields (pure: no Airflow needed). The base URL is read as
+    Airflow's HttpHook reads it (:func:`~include.common.httputil.connection_base_url`)."""
     application_id = extra.get("application_id")
     if application_id is not None and application_id != "":
         application_id = _positive_int(application_id, f"{CONN_ID} extra application_id")
@@ -368,7 +372,9 @@ def settings_from(
     if not token:
         raise AppMetricaConfigError(f"{CONN_ID}: the OAuth token (the connection's password) is empty")
     return AppMetricaSettings(
-        token=token, base_url=_base_url(host, port, DEFAULT_BASE_URL), application_id=application_id
+        token=token,
+        base_url=connection_base_url(host, schema, port, default=DEFAULT_BASE_URL),
+        application_id=application_id,
     )
 
 
@@ -380,7 +386,7 @@ def load_settings(conn_id: str = CONN_ID) -> AppMetricaSettings:
     conn = BaseHook.get_connection(conn_id)
     if conn.password:
         mask_secret(conn.password)
-    return settings_from(conn.host, conn.password, conn.extra_dejson or {}, conn.port)
+    return settings_from(conn.host, conn.password, conn.extra_dejson or {}, conn.port, conn.schema)
 
 
 def validate_polling(poll_interval: float, poll_timeout: float) -> None:
@@ -595,15 +601,6 @@ def _absolute(value: str, *, start: bool) -> str:
         day = dt.date.fromisoformat(value)
         return f"{day.isoformat()} {'00:00:00' if start else '23:59:59'}"
     return dt.datetime.strptime(value, DATETIME_FORMAT).strftime(DATETIME_FORMAT)
-
-
-def _base_url(host: str | None, port: int | None, default: str) -> str:
-    base_url = (host or default).rstrip("/")
-    if "://" not in base_url:
-        base_url = f"https://{base_url}"
-    if port and not re.search(r":\d+$", base_url.split("://", 1)[1]):
-        base_url = f"{base_url}:{port}"
-    return base_url
 
 
 def _last_days(period: Any) -> int:

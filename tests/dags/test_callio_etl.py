@@ -8,11 +8,13 @@ others load; a backfill leaves the checkpoints alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 
 import duckdb
 import pytest
+from airflow.exceptions import ParamValidationError
 
 from include.sandbox.callio_api import CallioSimulator
 from include.sandbox.callio_data import DAY_MS, CallioWorld
@@ -28,11 +30,11 @@ def _airflow(airflow_db):
 
 
 @pytest.fixture
-def world() -> CallioWorld:
-    # Ends a minute ago and spans 20 days, inside the 30-day first window (DAYS_TO_FETCH_IF_EMPTY).
-    return CallioWorld(
-        TENANTS, 300, 600, span_ms=20 * DAY_MS, end_ms=int(time.time() * 1000) - 60_000, burst=250
-    )
+def world(request) -> CallioWorld:
+    """Ends a minute ago and spans 20 days, inside the 30-day first window (DAYS_TO_FETCH_IF_EMPTY);
+    a test may change its size with ``indirect`` parametrization."""
+    size = {"tenants": TENANTS, "customers": 300, "calls": 600, "burst": 250, **getattr(request, "param", {})}
+    return CallioWorld(**size, span_ms=20 * DAY_MS, end_ms=int(time.time() * 1000) - 60_000)
 
 
 @pytest.fixture
@@ -42,13 +44,13 @@ def callio(world, tmp_path, monkeypatch):
     database = tmp_path / "callio.duckdb"
     with simulator.serve() as base_url:
 
-        def connect(accounts: list[dict]) -> None:
+        def connect(accounts: list[dict], **tunables) -> None:
             set_connection(
                 monkeypatch,
                 "callio_api",
                 "http",
                 host=base_url,
-                extra={"accounts": accounts, "page_size": 100},
+                extra={"accounts": accounts, "page_size": 100, **tunables},
             )
 
         connect(world.accounts())
@@ -177,14 +179,138 @@ def test_failed_login_is_logged_and_fails_the_run_after_the_others_load(world, c
     assert "not-the-password" not in logs
 
 
+CAP = 2_000
+
+
+@pytest.mark.parametrize("world", [{"tenants": 1, "customers": 6_500, "calls": 50}], indirect=True)
+def test_a_capped_run_loads_at_most_the_cap_and_the_next_run_goes_on_without_a_gap(world, callio):
+    database, connect = callio
+    connect(world.accounts(), limit_records_per_endpoint=CAP)
+    [(name, tenant)] = world.tenants.items()
+    times = sorted(int(c["updateTime"]) for c in tenant.customers)
+    runs: list[tuple[int, int, int]] = []  # per run: records fetched, new records, checkpoint
+    while len(runs) < 8:
+        outcome = run_dag("callio_etl", {"job": "customer"})
+        assert outcome.state == "success", outcome.task_states
+        [(since, until, checkpoint)] = table(
+            database,
+            "SELECT window_from, window_to, max_updateTime FROM update_log "
+            f"WHERE run_id = '{outcome.run_id}' AND mode <> 'STAGED'",
+        )
+        fetched = outcome.summary["customer"][name]["fetched"]
+        assert fetched == sum(since <= t <= until for t in times)  # the whole window read: no gap
+        previous = runs[-1][2] if runs else -1
+        new = [t for t in times if previous < t <= until]
+        runs.append((fetched, len(new), checkpoint))
+        if until > world.end_ms:  # not capped: read up to the run's start
+            break
+        assert len(new) >= CAP and sum(t < until for t in new) < CAP  # past the cap: ties only
+        assert checkpoint == until  # complete up to the last record loaded
+    assert len(runs) == 4, runs
+    assert all(fetched < CAP + 200 for fetched, _, _ in runs), runs  # the overlap is read again
+    loaded = dict(table(database, f"SELECT _id, updateTime FROM customer WHERE tenant = '{name}'"))
+    assert loaded == {k: int(v["updateTime"]) for k, v in valid(tenant.customers, "updateTime").items()}
+
+
 def test_backfill_refetches_a_window_without_moving_checkpoints(world, callio):
     database, _ = callio
     assert run_dag("callio_etl", {"job": "call"}).state == "success"
     checkpoint_sql = "SELECT tenant, max(max_updateTime) FROM update_log WHERE table_name = 'call_log' GROUP BY 1 ORDER BY 1"
     before = table(database, checkpoint_sql)
-    table_before = table(database, "SELECT count(*) FROM call_log")
+    loaded = table(database, "SELECT count(*) FROM call_log")[0][0]
+    # calls newer than the checkpoints: a backfill that read them and wrote its maximum would move them
+    change = world.advance(int(time.time() * 1000) - 1_000, customers=0, calls=20)
     outcome = run_dag("callio_etl", {"job": "call", "from": "2020-01-01T00:00:00Z", "to": None})
     assert outcome.state == "success", outcome.task_states
     assert outcome.summary["backfill"] is True
+    assert table(database, "SELECT count(*) FROM call_log") == [
+        (loaded + sum(map(len, change.calls.values())),)
+    ]
     assert table(database, checkpoint_sql) == before
-    assert table(database, "SELECT count(*) FROM call_log") == table_before
+    assert table(
+        database,
+        f"SELECT count(*) FROM update_log WHERE run_id = '{outcome.run_id}' AND max_updateTime IS NOT NULL",
+    ) == [(0,)]
+
+
+def test_a_manual_run_with_default_params_runs_every_job(world, callio):
+    database, _ = callio
+    outcome = run_dag("callio_etl")  # as the trigger form or the REST API start it, params untouched
+    assert outcome.state == "success", outcome.task_states
+    assert outcome.summary["jobs"] == ["customer", "call", "staffgroup"]
+    staff = dict(table(database, "SELECT tenant, count(*) FROM staff GROUP BY 1"))
+    assert staff == {name: len(tenant.staff) for name, tenant in world.tenants.items()}
+
+
+def test_a_scheduled_run_does_staff_and_groups_only_in_their_slot(world, callio):
+    database, _ = callio
+    yesterday = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(days=1)
+    later = run_dag("callio_etl", scheduled_at=yesterday.replace(hour=4, minute=0))
+    assert later.state == "success", later.task_states
+    assert later.run_id.startswith("scheduled__")
+    assert later.summary["jobs"] == ["customer", "call"]
+    assert later.task_states["fetch_staffgroup[0]"] == "skipped"
+    assert table(database, "SELECT count(*) FROM staff") == [(0,)]
+    first = run_dag("callio_etl", scheduled_at=yesterday.replace(hour=2, minute=30))
+    assert first.state == "success", first.task_states
+    assert first.summary["jobs"] == ["customer", "call", "staffgroup"]
+    assert table(database, "SELECT count(DISTINCT tenant) FROM staff") == [(TENANTS,)]
+
+
+def test_from_and_to_take_a_date_and_date_times_without_and_with_an_offset(world, callio):
+    database, _ = callio
+    day = dt.datetime.fromtimestamp(world.start_ms / 1000, dt.UTC).date() + dt.timedelta(days=3)
+    conf = {"job": "call", "from": day.isoformat(), "to": f"{day + dt.timedelta(days=2)}T12:00:00"}
+    outcome = run_dag("callio_etl", conf)
+    assert outcome.state == "success", outcome.task_states
+    since = dt.datetime.combine(day, dt.time(), dt.UTC)  # a date is its midnight, UTC
+    until = since + dt.timedelta(days=2, hours=12)  # no offset: UTC
+    window = {
+        "from": since.isoformat(timespec="milliseconds"),
+        "to": until.isoformat(timespec="milliseconds"),
+    }
+    assert all(result["window"] == window for result in outcome.summary["call"].values())
+    lo, hi = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+    for name, tenant in world.tenants.items():
+        calls = [c for c in valid(tenant.calls, "createTime").values() if lo <= int(c["createTime"]) <= hi]
+        assert outcome.summary["call"][name]["loaded"] == len(calls) > 0
+    offset = run_dag("callio_etl", {**conf, "to": f"{day + dt.timedelta(days=2)}T19:00:00+07:00"})
+    assert offset.state == "success" and offset.summary["call"] == {
+        name: {**result, "loaded": 0} for name, result in outcome.summary["call"].items()
+    }  # the same window: 19:00 at UTC+7 is 12:00 UTC, and every call is there already
+
+
+@pytest.mark.parametrize("value", ["31/05/2024", "2024-02-30", "2024-05-31T24:00:00", "yesterday"])
+def test_a_from_that_is_no_date_is_refused_before_the_run_with_the_forms_it_takes(value, callio):
+    with pytest.raises(ParamValidationError) as refused:
+        run_dag("callio_etl", {"job": "call", "from": value})
+    message = str(refused.value)
+    assert message.startswith(f"Invalid input for param from: {value!r} is not valid under any")
+    for form in ("a date: 2024-05-31 (midnight UTC)", "in UTC: 2024-05-31T08:00:00", "with offset: "):
+        assert f"'title': '{form}" in message
+
+
+def test_update_log_keeps_its_history_unless_a_retention_is_set(world, callio):
+    from include.callio.warehouse.duckdb_backend import DuckDBWarehouse
+
+    database, connect = callio
+    DuckDBWarehouse(database).ensure_schema()
+    long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=200)).replace(tzinfo=None)
+    with duckdb.connect(str(database)) as conn:
+        conn.executemany(
+            "INSERT INTO update_log (table_name, tenant, updated_at, rows_loaded, mode, run_id) "
+            "VALUES ('call_log', ?, ?, 7, ?, 'long-ago')",
+            [(name, long_ago, mode) for name in world.tenants for mode in ("STAGED", "APPEND")],
+        )
+    history = "SELECT count(*) FROM update_log WHERE run_id = 'long-ago'"
+    kept = run_dag("callio_etl", {"job": "call"})
+    assert kept.state == "success", kept.task_states
+    assert table(database, history) == [(2 * TENANTS,)] and kept.summary["report"]["update_log_pruned"] == 0
+    checkpoints = "SELECT tenant, max(max_updateTime) FROM update_log GROUP BY 1 ORDER BY 1"
+    before = table(database, checkpoints)
+    connect(world.accounts(), update_log_retention_days=100)
+    pruned = run_dag("callio_etl", {"job": "call"})
+    assert pruned.state == "success", pruned.task_states
+    assert table(database, history) == [(0,)] and pruned.summary["report"]["update_log_pruned"] == 2 * TENANTS
+    assert table(database, checkpoints) == before
+    assert table(database, f"SELECT count(*) FROM update_log WHERE run_id = '{kept.run_id}'")[0][0] > 0

@@ -11,12 +11,14 @@ import email.utils
 import json
 import logging
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import httpx
 import pytest
@@ -30,9 +32,11 @@ from include.callio.api import (
     RetryPolicy,
     SliceTooLargeError,
 )
+from include.callio.config import load_config
 from include.sandbox.callio_api import CallioSimulator
 from include.sandbox.callio_data import DAY_MS, CallioWorld, time_value
 from include.sandbox.http import Request
+from tests.conftest import set_connection
 
 TIME_FIELD = {"customer": "updateTime", "call": "createTime"}
 HOUR_MS = 3_600_000
@@ -153,6 +157,17 @@ def test_expired_token_gets_one_fresh_login_and_one_retry(caplog):
     assert not any(secret in caplog.text + str(err.value) for secret in secrets)
 
 
+def test_a_connection_host_without_a_scheme_is_plain_http(monkeypatch):
+    with running() as (sim, base):
+        host, port = base.removeprefix("http://").split(":")
+        extra = {"accounts": sim.accounts()}
+        set_connection(monkeypatch, "callio_api", "http", host=host, port=int(port), extra=json.dumps(extra))
+        config = load_config()
+        assert config.api.base_url == base
+        with CallioClient(config.account(config.tenants[0]), config.api) as api:
+            assert api.list_all("user-group") == sim.world.tenants[config.tenants[0]].groups
+
+
 def test_token_is_reused_within_its_ttl_and_renewed_after():
     now = [0.0]
     with running() as (sim, base):
@@ -228,6 +243,52 @@ def test_timeouts_are_retried_then_reported():
         assert "/auth/login" in str(err.value) and "ReadTimeout" in str(err.value)
 
 
+@contextlib.contextmanager
+def unreachable(kind: str) -> Generator[str]:
+    """A base URL that fails in the way ``kind`` says, with credentials in it that must not leak."""
+    if kind == "refused":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        yield f"http://user:url-secret-7f3a@127.0.0.1:{port}"  # nothing listens there any more
+    elif kind == "dns":
+        yield "http://user:url-secret-7f3a@nonexistent.invalid"
+    elif kind == "timeout":
+        with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+            yield f"http://user:url-secret-7f3a@127.0.0.1:{silent.getsockname()[1]}"
+    else:  # tls: https to a plain HTTP port
+        with running() as (_, base):
+            yield base.replace("http://", "https://user:url-secret-7f3a@")
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("refused", r"connection refused by 127\.0\.0\.1:\d+ \(ConnectError\)"),
+        ("dns", r"DNS lookup of nonexistent\.invalid:80 failed"),
+        ("timeout", r"no answer from 127\.0\.0\.1:\d+ within 0\.3 s \(ReadTimeout\)"),
+        ("tls", r"TLS handshake with 127\.0\.0\.1:\d+ failed: wrong version number"),
+    ],
+)
+def test_a_network_failure_says_what_failed_and_where_without_credentials(kind, said, caplog):
+    caplog.set_level(logging.DEBUG)
+    account = Account("anphat", "admin@anphat.vn", "tenant-password-51c2")
+    sleeps: list[float] = []
+    with unreachable(kind) as base:
+        settings = ApiSettings(base_url=base, timeout=0.3, retry=RetryPolicy(attempts=2))
+        with (
+            CallioClient(account, settings, sleep=sleeps.append) as api,
+            pytest.raises(CallioApiError) as err,
+        ):
+            api.login()
+    message = str(err.value)
+    assert re.search(said, message), message
+    assert message.startswith("POST /auth/login for tenant anphat failed 2 times; last: ")
+    assert len(sleeps) == 1 and re.search(said, caplog.text)  # the retry's warning says it too
+    for secret in ("tenant-password-51c2", "url-secret-7f3a", "user:"):
+        assert secret not in message + repr(err.value) + caplog.text
+
+
 # --- paging and slicing ---------------------------------------------------------------------------
 
 
@@ -298,10 +359,10 @@ def test_a_capped_fetch_leaves_no_hole_below_its_checkpoint():
     world = CallioWorld(tenants=1, customers=1_200, calls=100, burst=300, seed=9)
     with running(world) as (sim, base), client(sim, base, page_size=50, limit_records=250) as api:
         since, until, got = world.start_ms, world.end_ms, Counter()
-        runs = 0
+        runs, checkpoint = 0, None
         while runs < 50:  # each run starts at the previous checkpoint, as the pipeline does
             runs += 1
-            fetch = api.fetch_desc("customer", since, until)
+            fetch = api.fetch_desc("customer", since, until, checkpoint_ms=checkpoint)
             chunk = fetched(fetch)
             stats = fetch.stats
             assert chunk == expected(world, 0, "customer", since, stats.window_to)  # nothing skipped
@@ -310,7 +371,7 @@ def test_a_capped_fetch_leaves_no_hole_below_its_checkpoint():
             if not stats.capped:
                 break
             assert stats.window_to < until and stats.records >= 250
-            since = stats.max_time
+            since = checkpoint = stats.max_time
         assert runs > 3
         assert set(got) == set(expected(world, 0, "customer", world.start_ms, until))
 
@@ -362,54 +423,61 @@ def test_a_burst_too_large_for_the_narrowest_slice_is_an_error():
 
 
 def test_pages_of_a_slice_are_requested_concurrently():
-    in_flight, peak = [0], [0]
-    lock = threading.Lock()
-
-    def slow(tenant: str, resource: str, page: int) -> None:
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.05)
-        with lock:
-            in_flight[0] -= 1
-
-    with running() as (sim, base), client(sim, base, page_size=20, time_slice_ms=40 * DAY_MS) as api:
-        sim.before_list = slow
+    # one slice of 20 pages: once page 1 has told how many there are, pages go out 4 at a time
+    with (
+        running() as (sim, base),
+        client(sim, base, page_size=20, time_slice_ms=40 * DAY_MS) as api,
+        watched(sim, gather=4, gated=lambda request: request.query["page"] != "1") as seen,
+    ):
         fetch = api.fetch_desc("customer", sim.world.start_ms, sim.world.end_ms)
         assert fetched(fetch) == expected(sim.world, 0, "customer", sim.world.start_ms, sim.world.end_ms)
-    assert peak[0] == 4
+    assert seen["gathered"] and seen["peak"] == 4
 
 
 # --- reading across slices ------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def watched(sim: CallioSimulator, hold_s: float = 0.0) -> Generator[dict]:
-    """Wrap the simulator's dispatch: each list request is held ``hold_s`` while counted in flight.
-    Yields what it saw: ``peak`` requests in flight at once, ``slices``: the most distinct windows
-    among them, ``served``: ``(from, to, docs)`` of every page answered."""
-    seen = {"peak": 0, "slices": 0, "served": []}
+def watched(
+    sim: CallioSimulator, gather: int = 0, gated: Callable[[Request], bool] = lambda request: True
+) -> Generator[dict]:
+    """Wrap the simulator's dispatch to watch the list requests. Yields what it saw: ``peak``
+    requests in flight at once, ``slices``: the most distinct windows among them, ``served``:
+    ``(from, to, docs)`` of every page answered, and ``changed``, a condition notified at each.
+
+    With ``gather``, the ``gated`` requests wait until that many are in flight together, once (then
+    ``gathered`` is true): a client that sends fewer at once never gets there, and after a safety
+    timeout the requests go on and the test sees ``gathered`` false and a lower ``peak``. No
+    assertion depends on how fast the machine is."""
+    changed = threading.Condition()
+    seen = {"peak": 0, "slices": 0, "served": [], "changed": changed, "gathered": False}
     in_flight: list[Request] = []
-    lock = threading.Lock()
+    gave_up = [gather == 0]
     dispatch = sim.api.dispatch
 
     def watching(request: Request):
         if request.path not in ("/customer", "/call"):
             return dispatch(request)
         window = (int(request.query["from"]), int(request.query["to"]))
-        with lock:
+        with changed:
             in_flight.append(request)
             seen["peak"] = max(seen["peak"], len(in_flight))
             seen["slices"] = max(seen["slices"], len({(r.query["from"], r.query["to"]) for r in in_flight}))
+            if gather and len(in_flight) >= gather:
+                seen["gathered"] = True
+                changed.notify_all()
+            if gated(request) and not changed.wait_for(lambda: seen["gathered"] or gave_up[0], timeout=30):
+                gave_up[0] = True
+                changed.notify_all()
         try:
-            time.sleep(hold_s)
             response = dispatch(request)
         finally:
-            with lock:
+            with changed:
                 in_flight.remove(request)
         if response.status == 200:
-            with lock:
+            with changed:
                 seen["served"].append((*window, len(json.loads(response.body)["docs"])))
+                changed.notify_all()
         return response
 
     sim.api.dispatch = watching
@@ -422,12 +490,12 @@ def watched(sim: CallioSimulator, hold_s: float = 0.0) -> Generator[dict]:
 def test_requests_of_several_slices_are_in_flight_together():
     # about 13 customers a day, one page each: slice by slice, a single request would be in flight
     settings = {"page_size": 20, "adaptive_slices": False}
-    with running() as (sim, base), client(sim, base, **settings) as api, watched(sim, 0.02) as seen:
+    with running() as (sim, base), client(sim, base, **settings) as api, watched(sim, gather=4) as seen:
         world = sim.world
         fetch = api.fetch_desc("customer", world.start_ms, world.end_ms)
         assert fetched(fetch) == expected(world, 0, "customer", world.start_ms, world.end_ms)
         assert fetch.stats.slices == 30
-    assert seen["peak"] == 4 and seen["slices"] == 4
+    assert seen["gathered"] and seen["peak"] == 4 and seen["slices"] == 4
 
 
 def test_adaptive_slices_cost_fewer_requests_on_a_sparse_window():
@@ -487,24 +555,57 @@ def test_a_slow_consumer_holds_a_bounded_number_of_records():
         ahead = []
         got = Counter()
         for number, chunk in enumerate(fetch):
-            time.sleep(0.3 if number == 0 else 0.01)  # reading goes on meanwhile
             hi = fetch.stats.window_to
-            ahead.append(sum(docs for lo, _, docs in list(seen["served"]) if lo >= hi))
+
+            def read_ahead(hi: int = hi) -> int:
+                return sum(docs for lo, _, docs in seen["served"] if lo >= hi)
+
+            with seen["changed"]:
+                if number == 0:  # the consumer holds its first chunk until reading has gone on meanwhile
+                    assert seen["changed"].wait_for(lambda: read_ahead() >= window, timeout=60)
+                ahead.append(read_ahead())
             got.update(_key(record) for record in chunk)
         assert got == expected(world, 0, "call", world.start_ms, world.end_ms)
         slack = fetch.stats.splits * 20  # the first page of a slice found too large is read, then dropped
     assert window <= max(ahead) < 2 * window + slack  # it read ahead, not all 3,000
 
 
-def test_a_capped_fetch_sends_nothing_past_the_slice_that_reached_the_cap():
-    world = CallioWorld(tenants=1, customers=2_000, calls=50, burst=0, seed=24)
-    with running(world) as (sim, base), client(sim, base, page_size=50, limit_records=300) as api:
-        fetch = api.fetch_desc("customer", world.start_ms, world.end_ms)
-        got = fetched(fetch)
-        stats = fetch.stats
-        assert stats.capped and 300 <= stats.records < 2_000
-        assert got == expected(world, 0, "customer", world.start_ms, stats.window_to)
-    assert all(int(r.query["to"]) <= stats.window_to for r in sim.api.requests if r.path == "/customer")
+def test_the_cap_is_hard_never_splits_a_timestamp_and_the_next_run_goes_on_without_a_gap():
+    # 4,000 customers spread over 30 days and a burst of 2,500 updated in one millisecond, two
+    # thirds in: the cap of 2,000 falls once among the spread records and once inside the burst
+    world = CallioWorld(tenants=1, customers=6_500, calls=50, burst=2_500, seed=24)
+    tenant = world.tenants["anphat"]
+    cap, overlap = 2_000, 180_000
+    with running(world) as (sim, base), client(sim, base, limit_records=cap) as api, watched(sim) as seen:
+        checkpoint, got, runs = None, Counter(), []
+        while len(runs) < 10:  # as the pipeline runs: from the checkpoint minus the overlap
+            since = world.start_ms if checkpoint is None else checkpoint - overlap
+            served_before = sum(docs for _, _, docs in seen["served"])
+            fetch = api.fetch_desc("customer", since, world.end_ms, checkpoint_ms=checkpoint)
+            chunk = fetched(fetch)
+            stats = fetch.stats
+            assert chunk == expected(world, 0, "customer", since, stats.window_to)  # nothing skipped
+            new = sorted(
+                time_value(r["updateTime"])
+                for r in tenant.customers
+                if _key(r) in chunk and (checkpoint is None or time_value(r["updateTime"]) > checkpoint)
+            )
+            assert stats.capped == (len(new) >= cap) and stats.capped == (stats.window_to < world.end_ms)
+            assert set(new[cap:]) <= {stats.window_to}  # past the cap: only the ties of the last record
+            if stats.capped:
+                assert new[-1] == stats.max_time == stats.window_to
+            served = sum(docs for _, _, docs in seen["served"]) - served_before
+            runs.append((len(chunk), len(new), served, stats.capped))
+            got.update(chunk)
+            if not stats.capped:
+                break
+            checkpoint = stats.max_time
+    assert set(got) == set(expected(world, 0, "customer", world.start_ms, world.end_ms))  # no gap
+    capped = [run for run in runs if run[3]]
+    assert len(capped) == 2 and capped[0][1] == cap  # the first cut falls among records of distinct times
+    assert capped[1][1] > 2_500  # the second keeps the whole burst, one timestamp, past the cap
+    # what the API served beyond the records kept: the cap is not reached after reading everything
+    assert all(served < kept + cap for kept, _, served, _ in runs), runs
 
 
 # --- the simulator on its own ---------------------------------------------------------------------

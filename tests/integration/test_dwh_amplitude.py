@@ -248,6 +248,15 @@ def test_memory_stays_flat_on_a_large_export(tmp_path):
     )
 
 
+def test_a_connection_uri_without_a_scheme_in_its_host_exports_over_plain_http(monkeypatch, tmp_path):
+    with running(events_per_hour=2) as (simulator, credentials):
+        web = credentials["web"]
+        address = web.base_url.removeprefix("http://")
+        monkeypatch.setenv("AIRFLOW_CONN_AMPLITUDE_WEB", f"http://{web.api_key}:{web.secret_key}@{address}")
+        result = export_week("20240205", "20240205", "web", load_credentials("web"), tmp_path)
+    assert result.events == simulator.expected_events(dt.datetime(2024, 2, 5), dt.datetime(2024, 2, 5, 23))
+
+
 def test_credentials_come_from_the_source_connection(monkeypatch):
     set_connection(monkeypatch, "amplitude_web", "http", login="web-key", password="web-secret-key")
     set_connection(
@@ -263,7 +272,11 @@ def test_credentials_come_from_the_source_connection(monkeypatch):
     assert "web-secret-key" not in repr(web)
     assert (mobile.api_key, mobile.secret_key, mobile.base_url) == ("m-key", "m-secret-key", EU_BASE_URL)
     set_connection(monkeypatch, "amplitude_web", "http", login="k", password="s", host="127.0.0.1", port=8080)
-    assert load_credentials("web").base_url == "https://127.0.0.1:8080"
+    assert load_credentials("web").base_url == "http://127.0.0.1:8080"  # no scheme, no schema: http
+    set_connection(
+        monkeypatch, "amplitude_web", "http", login="k", password="s", host="eu.example", schema="https"
+    )
+    assert load_credentials("web").base_url == "https://eu.example"
     set_connection(monkeypatch, "amplitude_web", "http", login="web-key", password="", host="x")
     with pytest.raises(AmplitudeConfigError, match="amplitude_web: login .* and password .* are required"):
         load_credentials("web")

@@ -249,6 +249,15 @@ def test_ping_reports_availability_and_latency():
     assert up["base_url"] == settings.base_url
 
 
+def test_a_connection_uri_without_a_scheme_in_its_host_pings_over_plain_http(monkeypatch):
+    with running() as (simulator, settings):
+        address = settings.base_url.removeprefix("http://")
+        monkeypatch.setenv("AIRFLOW_CONN_APPMETRICA_API", f"http://:{simulator.token}@{address}")
+        assert asyncio.run(ping(load_settings()))["available"] is True
+        monkeypatch.setenv("AIRFLOW_CONN_APPMETRICA_API", f"http://:{simulator.token}@{address}/https")
+        assert load_settings().base_url == f"https://{address}"  # the schema field (URI path) wins
+
+
 # --- definitions, settings, bounds ------------------------------------------------------------------
 
 
@@ -341,7 +350,7 @@ def test_settings_and_definitions_come_from_the_connection_and_the_variable(monk
     monkeypatch.setenv("AIRFLOW_VAR_APPMETRICA_EXPORTS", json.dumps({"shared": {**EVENTS, "limit": 2}}))
     settings = load_settings()
     definitions = load_definitions()
-    assert (settings.base_url, settings.application_id) == ("https://appmetrica.example.test", 42)
+    assert (settings.base_url, settings.application_id) == ("http://appmetrica.example.test", 42)
     assert "a-secret-oauth-token" not in repr(settings)
     assert (
         sorted(definitions) == ["daily", "shared"] and definitions["shared"].limit == 2

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from include.callio.config import RunSettings, base_url, config_from, parse_accounts
+from include.callio.config import RunSettings, config_from, parse_accounts
 from include.callio.schedule import CallioConfigError, crons, parse_times, schedule_times
 from include.callio.tasks import backfill_window, incremental_window, jobs_for, report_days
 from include.common.legacy_env import LegacyEnvError, import_env
@@ -36,19 +36,6 @@ def test_schedule_from_environment_adds_a_staff_time_outside_the_run_times():
 def test_bad_times_are_refused_by_name(text):
     with pytest.raises(CallioConfigError, match="CALLIO_RUN_TIMES_UTC"):
         parse_times(text)
-
-
-@pytest.mark.parametrize(
-    ("host", "schema", "port", "expected"),
-    [
-        (None, None, None, "https://clientapi.phonenet.io"),
-        ("clientapi.phonenet.io", None, None, "https://clientapi.phonenet.io"),
-        ("127.0.0.1", "http", 18765, "http://127.0.0.1:18765"),
-        ("http://127.0.0.1:18765/", None, 18765, "http://127.0.0.1:18765"),
-    ],
-)
-def test_base_url_from_connection_fields(host, schema, port, expected):
-    assert base_url(host, schema, port) == expected
 
 
 def test_config_from_connection_extra():
@@ -80,9 +67,34 @@ def test_bad_accounts_are_named_without_their_passwords(accounts, message):
     assert "s3cret" not in str(error.value)
 
 
-def test_bad_tunable_names_its_key():
-    with pytest.raises(CallioConfigError, match="page_size"):
-        config_from(None, None, None, {"page_size": "many"}, ACCOUNTS)
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"page_size": "many"}, "callio_api extra page_size must be a whole number, got 'many'"),
+        ({"overlap_ms": -1}, "callio_api extra overlap_ms must be 0 or more, got -1"),
+        ({"concurrency": 0}, "callio_api extra concurrency must be positive, got 0"),
+        ({"api_timeout": "nan"}, "callio_api extra api_timeout must be a number of seconds, got 'nan'"),
+        (
+            {"page_size": 20000},
+            "callio_api extra page_size 20000 is more than the Callio API pages through: it answers no "
+            "record past the first 10,000 of a query (its result window), so use 10,000 or less",
+        ),
+    ],
+)
+def test_a_bad_tunable_is_named_by_its_extra_key_with_the_rule_it_breaks(extra, message):
+    with pytest.raises(CallioConfigError) as error:
+        config_from(None, None, None, extra, ACCOUNTS)
+    assert str(error.value).startswith(message)
+
+
+def test_tunables_at_their_bounds_are_accepted():
+    config = config_from(
+        None, None, None, {"overlap_ms": 0, "page_size": 10_000, "api_timeout": 12.5}, ACCOUNTS
+    )
+    assert (config.run.overlap_ms, config.api.page_size, config.api.timeout) == (0, 10_000, 12.5)
+    assert config.run.update_log_retention_days is None  # the load history is kept
+    with pytest.raises(CallioConfigError, match="update_log_retention_days must be positive"):
+        config_from(None, None, None, {"update_log_retention_days": 0}, ACCOUNTS)
 
 
 def test_legacy_env_maps_accounts_file_tunables_bigquery_and_schedule(tmp_path):
@@ -139,16 +151,19 @@ RUN_AT = dt.datetime(2026, 11, 20, 2, 30, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
-    ("job", "run_after", "expected"),
+    ("job", "run_type", "run_after", "expected"),
     [
-        ("auto", RUN_AT, ["customer", "call", "staffgroup"]),
-        ("auto", RUN_AT.replace(hour=4, minute=0), ["customer", "call"]),
-        ("all", RUN_AT.replace(hour=4), ["customer", "call", "staffgroup"]),
-        ("staffgroup", RUN_AT, ["staffgroup"]),
+        ("auto", "scheduled", RUN_AT, ["customer", "call", "staffgroup"]),
+        ("auto", "scheduled", RUN_AT.replace(hour=4, minute=0), ["customer", "call"]),
+        ("auto", "backfill", RUN_AT.replace(hour=4, minute=0), ["customer", "call"]),
+        ("auto", "manual", RUN_AT.replace(hour=4, minute=0), ["customer", "call", "staffgroup"]),
+        ("auto", "asset_triggered", RUN_AT.replace(hour=4, minute=0), ["customer", "call", "staffgroup"]),
+        ("all", "scheduled", RUN_AT.replace(hour=4), ["customer", "call", "staffgroup"]),
+        ("staffgroup", "manual", RUN_AT, ["staffgroup"]),
     ],
 )
-def test_jobs_for(job, run_after, expected):
-    assert jobs_for(job, run_after, "02:30") == expected
+def test_jobs_for(job, run_type, run_after, expected):
+    assert jobs_for(job, run_after, "02:30", run_type=run_type) == expected
 
 
 def test_windows():

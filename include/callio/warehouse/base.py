@@ -229,7 +229,7 @@ class Warehouse(abc.ABC):
             tenant: int(newest) for tenant, newest in self._select(sql.checkpoints(self.dialect, table_name))
         }
 
-    def prune_update_log(self, keep_days: int = 90) -> int:
+    def prune_update_log(self, keep_days: int) -> int:
         """Delete update_log rows older than ``keep_days`` but each tenant's checkpoint row; return the count."""
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
         return self._execute(sql.prune_update_log(self.dialect, cutoff))
