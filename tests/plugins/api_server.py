@@ -80,6 +80,8 @@ class ApiServer:
     env: dict[str, str] = field(repr=False)
     passwords: dict[str, str] = field(repr=False)
     tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    #: The server's main process, the leader of the process group its workers share.
+    pid: int = 0
 
     def tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -235,6 +237,7 @@ def running_api_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    server.pid = process.pid
     try:
         _wait_until_healthy(process, server.url, server.log)
         server.tokens = {name: server.new_token(name) for name in auth.users}

@@ -11,11 +11,14 @@ the FAB provider's Flask app (CSRF), and how it loads without that provider.
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from importlib import resources
@@ -31,6 +34,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from include.dwh.tables import events_part
+from include.sandbox.amplitude_api import AmplitudeSimulator
 from include.sandbox.s3_server import airflow_connection
 from tests.conftest import connection_env, new_bucket
 from tests.headless_chromium import render
@@ -43,6 +47,7 @@ SEED_KEY = "shared/seed.txt"
 SEED = b"written by an admin"
 #: What Airflow's roles may do, by the user names of SIMPLE_USERS and FAB_USERS.
 READERS = {"admin", "user", "viewer"}
+AMPLITUDE_DATA_UNTIL = dt.datetime(2024, 3, 31, 23)
 WRITERS = {"admin", "user"}
 
 
@@ -51,14 +56,34 @@ def bucket(s3_endpoint) -> str:
     return new_bucket(s3_endpoint)
 
 
+@pytest.fixture(scope="module")
+def amplitude() -> Iterator[tuple[AmplitudeSimulator, str]]:
+    simulator = AmplitudeSimulator(events_per_hour=6, parts_per_hour=3, data_until=AMPLITUDE_DATA_UNTIL)
+    with simulator.serve() as base_url:
+        yield simulator, base_url
+
+
 @pytest.fixture(scope="module", params=[SIMPLE_USERS, FAB_USERS], ids=lambda auth: auth.manager)
-def server(request, airflow_db, tmp_path_factory, s3_endpoint, bucket) -> Iterator[ApiServer]:
+def server(request, airflow_db, tmp_path_factory, s3_endpoint, bucket, amplitude) -> Iterator[ApiServer]:
     auth: AuthSetup = request.param
     home = tmp_path_factory.mktemp(f"api-server-{auth.manager}")
+    (home / "tmp").mkdir()
     s3 = airflow_connection(s3_endpoint, bucket)
+    simulator, amplitude_url = amplitude
+    project = simulator.projects["web"]
+    amplitude_address = urlsplit(amplitude_url)
     env = {
+        "TMPDIR": str(home / "tmp"),
         **connection_env("dwh_db", "sqlite", host=str(home / "dwh.sqlite")),
         **connection_env("dwh_s3", s3.pop("conn_type"), **s3),
+        **connection_env(
+            "amplitude_web",
+            "http",
+            host=amplitude_address.hostname,
+            port=amplitude_address.port,
+            login=project.api_key,
+            password=project.secret_key,
+        ),
     }
     with running_api_server(home, airflow_db / "airflow.db", auth, env=env) as running:
         running.expect(
@@ -299,6 +324,47 @@ def test_swagger_ui_and_redoc_render_every_operation_in_a_browser_without_intern
     for page in (swagger, redoc):
         assert f"{server.url}{PREFIX}/openapi.json" in page.requests, page.requests
         assert all(url.startswith(f"{server.url}/") for url in page.requests), page.requests
+
+
+def test_a_week_s_amplitude_export_leaves_the_server_s_temporary_directory_empty(server):
+    """The export is built under the server's ``TMPDIR`` and streamed through Starlette's WSGI bridge,
+    which never calls the response's ``close()``: the files must go all the same, and none may stay
+    open in the server's processes (a removed file still holds its disk space)."""
+    response = server.expect(
+        server.request(
+            "GET",
+            f"{PREFIX}/amplitude/export",
+            user="viewer",
+            params={"start": "20240304", "end": "20240310", "source": "web"},
+        ),
+        200,
+    )
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        [name] = archive.namelist()
+        events = archive.read(name).splitlines()
+    assert name == "2024_week_10.ndjson" and len(events) == 7 * 24 * 6
+    tmp = server.home / "tmp"
+    assert [path.name for path in tmp.iterdir() if path.name.startswith("amplitude")] == []
+    assert [target for target in open_files(server) if target.startswith(f"{tmp}{os.sep}")] == []
+
+
+def open_files(server: ApiServer) -> list[str]:
+    """The files the server's processes (its own process group) hold open."""
+    group = os.getpgid(server.pid)
+    targets = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != group:
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone meanwhile
+            continue
+        for fd in fds:
+            try:
+                targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+    return targets
 
 
 def test_the_server_log_names_the_user_and_holds_no_token(server):
