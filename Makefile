@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup  ## run every pipeline end to end on the embedded defaults and print each summary
-	@$(ENV) AIRFLOW_HOME=$(CURDIR)/.airflow/demo python -m include.sandbox.demo
+	@$(ENV) AIRFLOW_HOME=$(CURDIR)/.airflow/demo python -m sandbox.demo
 
 test: setup lint  ## the whole test suite (needs MariaDB on :3306 and PostgreSQL on :5432)
 	@$(ENV) pytest $(PYTEST_ARGS)
@@ -23,10 +23,10 @@ airflow: setup  ## airflow standalone with the embedded defaults; UNPAUSE=1 unpa
 	@$(ENV) AIRFLOW_HOME=$(CURDIR)/.airflow/standalone bash scripts/airflow.sh
 
 callio-sandbox: setup  ## serve the Callio simulator on :18765 (the default callio_api) for `make airflow`
-	@$(ENV) python -m include.sandbox.callio_api --port 18765 --tenants 3 --customers 2000 --calls 5000
+	@$(ENV) python -m sandbox.simulators.callio --port 18765 --tenants 3 --customers 2000 --calls 5000
 
 dwh-sandbox: setup  ## serve the S3, AppMetrica and Amplitude stand-ins of the default dwh_* connections
-	@$(ENV) python -m include.sandbox.dwh_sandbox
+	@$(ENV) python -m sandbox.dwh_sandbox
 
 bench: setup  ## benchmarks against the local MariaDB (not part of the tests)
 	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl && python -m bench.callio
@@ -37,9 +37,11 @@ settings: setup  ## apply airflow_settings.yaml to the Airflow installation in $
 import-env: setup  ## ENV_FILE=path/.env: convert a legacy .env into airflow_settings.local.yaml
 	@$(ENV) python -m include.common.legacy_env "$(ENV_FILE)" --output airflow_settings.local.yaml
 
-lock:  ## re-resolve requirements.in into the fully pinned requirements.txt
+lock:  ## re-resolve requirements.in (runtime) and requirements-dev.in (tooling) into their pinned locks
 	@.venv/bin/uv pip compile requirements.in --python-version 3.11 \
 	    --python-platform x86_64-manylinux_2_28 --no-header -o requirements.txt
+	@.venv/bin/uv pip compile requirements-dev.in --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_28 --no-header -o requirements-dev.txt
 
 clean:
 	rm -rf .airflow .data

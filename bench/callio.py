@@ -1,6 +1,6 @@
 """Benchmark of the Callio pipeline's two heavy steps (``python -m bench.callio``; ``--quick``: smoke run).
 
-1. API fetch. The simulator (:mod:`include.sandbox.callio_api`) runs in its own process, so that its
+1. API fetch. The simulator (:mod:`sandbox.simulators.callio`) runs in its own process, so that its
    serving does not compete with the client for a GIL. It serves ``--tenants`` tenants of
    ``--customers`` customers and ``--calls`` calls spread over 30 days, and answers every request
    after ``--latency-ms``. Each tenant's 30 days (a first run) are fetched whole, customers then calls,
@@ -51,7 +51,7 @@ from bench.common import Contender, Measure, interleave, peak_rss_mb, report, ve
 from include.callio.api import Account, ApiSettings, CallioClient
 from include.callio.tasks import STAGE_CHUNK_ROWS
 from include.callio.transform import call_row, customer_row, transform_all
-from include.sandbox.callio_data import DAY_MS, DEFAULT_END_MS, CallioWorld, tenant_names
+from sandbox.worlds.callio import DAY_MS, DEFAULT_END_MS, CallioWorld, tenant_names
 
 SPAN_DAYS = 30  # the pipeline's days_to_fetch_if_empty: what a tenant's first run reads
 FULL = {
@@ -89,7 +89,7 @@ class Simulator:
         self.command = [
             sys.executable,
             "-m",
-            "include.sandbox.callio_api",
+            "sandbox.simulators.callio",
             "--port=0",
             f"--tenants={tenants}",
             f"--customers={customers}",

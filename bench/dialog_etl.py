@@ -31,7 +31,7 @@ from bench.common import MARIADB_URL, Contender, interleave, mariadb_database, p
 from include.dialog.conversation import Utterance, assemble, speaking_order
 from include.dialog.etl import find_groups, load_group
 from include.dialog.schema import ensure_target_tables, people_customer_dialog
-from include.sandbox.dialog_data import fill_source, generate
+from sandbox.worlds.dialog import fill_source, generate
 
 DAY = dt.date(2024, 6, 1)
 GROUPS = 20

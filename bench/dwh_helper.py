@@ -22,7 +22,7 @@ benchmark's: Airflow's auth manager only runs inside Airflow's API server.
    Every run ends by counting the table's rows (a few milliseconds, in every contender's time alike):
    a run that did not land every row measured something else, and stops the benchmark.
 
-2. Amplitude export. The simulator (:mod:`include.sandbox.amplitude_api`) serves one week of 168
+2. Amplitude export. The simulator (:mod:`sandbox.simulators.amplitude`) serves one week of 168
    hourly parts totalling ``--amplitude-mb`` MB of NDJSON; it builds that zip once, before any timing,
    and then serves it from disk (``sendfile``) in a thread of this process. Contenders, ``--repeat``
    times each, taking turns:
@@ -54,7 +54,6 @@ import logging
 import math
 import multiprocessing as mp
 import shutil
-import sys
 import tempfile
 import time
 import zipfile
@@ -71,7 +70,7 @@ from bench.common import Contender, FreshWorker, Measure, interleave, peak_rss_m
 from include.common.db import sqlite_engine
 from include.dwh.amplitude import CHUNK_BYTES, AmplitudeCredentials
 from include.dwh.tables import create_all, events_part, row_from_event, writable_columns
-from include.sandbox.amplitude_api import AmplitudeSimulator
+from sandbox.simulators.amplitude import AmplitudeSimulator
 
 PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
@@ -139,7 +138,6 @@ def _serve(setup: ServerSetup, ready: Connection) -> None:
     carries them in its RSS."""
     from werkzeug.serving import make_server
 
-    sys.path.append(str(PLUGINS_DIR))
     from dwh_helper.app import create_app
     from dwh_helper.auth import InvalidToken, Principal, use_token_validator
     from dwh_helper.services import Services, Settings

@@ -1,6 +1,6 @@
 """Benchmark of product_etl's batches on the local MariaDB (``python -m bench.product_etl``).
 
-``--rows`` staging rows of distinct products (the synthetic feed of :mod:`include.sandbox.product_data`:
+``--rows`` staging rows of distinct products (the synthetic feed of :mod:`sandbox.worlds.product`:
 messy spellings, 500 rows per ``src_updated_at``, one row in 1,000 broken) are processed in two
 phases, each by three contenders from the same starting state, ``--repeat`` times (medians), every run
 in a fresh spawned process that reports its own peak RSS:
@@ -63,7 +63,7 @@ from include.product.etl import (
 from include.product.migrations import migrate
 from include.product.normalize import NormalizeError, normalize
 from include.product.schema import products_staging
-from include.sandbox.product_data import changed_versions, fill_staging, generate
+from sandbox.worlds.product import changed_versions, fill_staging, generate
 
 DB, DB_2X = "bench_product_etl", "bench_product_2x"
 BATCH = 1000

@@ -24,9 +24,10 @@ import importlib.util
 import logging
 
 from airflow.plugins_manager import AirflowPlugin
-from dwh_helper.app import api
 from flask import Blueprint
 from flask.blueprints import BlueprintSetupState
+
+from dwh_helper.app import api
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 # AIRFLOW_HOME is chosen by the caller (each purpose keeps its own metadata database).
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$REPO_ROOT/.venv/bin:$PATH"
-export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# The repository root and the plugins folder, as Airflow adds it to sys.path.
+export PYTHONPATH="$REPO_ROOT:$REPO_ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO_ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO_ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False

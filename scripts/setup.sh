@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv with the locked requirements. Safe to re-run: does nothing when the lock is unchanged.
+# Creates .venv with the runtime lock and the tooling on top of it (requirements-dev.txt holds both). Safe to re-run: does nothing when the lock is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,12 +21,12 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 [ -x .venv/bin/uv ] || .venv/bin/pip install -q "uv==0.13.8"
-.venv/bin/uv pip install --python .venv/bin/python -q -r requirements.txt
+.venv/bin/uv pip install --python .venv/bin/python -q -r requirements.txt -r requirements-dev.txt
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import airflow; print("Airflow", airflow.__version__)'))"

@@ -158,7 +158,7 @@ def any_db_conn(request):
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A local S3 server (moto) shared by a module's tests; :func:`new_bucket` keeps them apart."""
-    from include.sandbox.s3_server import serve_s3
+    from sandbox.simulators.s3 import serve_s3
 
     with serve_s3() as url:
         yield url
@@ -166,7 +166,7 @@ def s3_endpoint() -> Iterator[str]:
 
 def new_bucket(endpoint: str, *, versioned: bool = False) -> str:
     """A bucket of one test's own: moto's state is shared by every server in the process."""
-    from include.sandbox.s3_server import create_bucket
+    from sandbox.simulators.s3 import create_bucket
 
     name = f"t-{uuid.uuid4().hex[:12]}"
     create_bucket(endpoint, name, versioned=versioned)

@@ -16,9 +16,9 @@ import duckdb
 import pytest
 from airflow.exceptions import ParamValidationError
 
-from include.sandbox.callio_api import CallioSimulator
-from include.sandbox.callio_data import DAY_MS, CallioWorld
-from include.sandbox.dagrun import run_dag
+from sandbox.dagrun import run_dag
+from sandbox.simulators.callio import CallioSimulator
+from sandbox.worlds.callio import DAY_MS, CallioWorld
 from tests.conftest import set_connection
 
 TENANTS = 3

@@ -32,8 +32,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from include.sandbox.callio_api import CallioSimulator
-from include.sandbox.callio_data import DAY_MS, CallioWorld
+from sandbox.simulators.callio import CallioSimulator
+from sandbox.worlds.callio import DAY_MS, CallioWorld
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from include.sandbox.dagrun import DAGS_FOLDER
+from sandbox.dagrun import DAGS_FOLDER
 
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
 HEAVY = ["pandas", "duckdb", "sqlalchemy", "boto3", "google.cloud", "httpx", "MySQLdb", "psycopg2"]

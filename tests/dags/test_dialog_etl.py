@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from include.common.db import engine_for
 from include.common.timeutil import SHANGHAI
 from include.dialog.schema import prepared_conversation_rejects, prepared_conversations
-from include.sandbox.dagrun import load_dag, run_dag
-from include.sandbox.dialog_data import build_world
+from sandbox.dagrun import load_dag, run_dag
+from sandbox.worlds.dialog import build_world
 
 DAY = dt.date(2024, 6, 1)
 #: A plain call, one handed over to another group, one that runs past midnight, one whose seq

@@ -13,8 +13,8 @@ from include.common.db import engine_for
 from include.common.watermark import Watermark, ensure_watermark_table, load_watermark, save_watermark
 from include.product.etl import WATERMARK_NAME
 from include.product.schema import products
-from include.sandbox.dagrun import load_dag, run_dag
-from include.sandbox.product_data import fill_staging, generate
+from sandbox.dagrun import load_dag, run_dag
+from sandbox.worlds.product import fill_staging, generate
 
 KNOWN_SKUS = ["BL0000000", "ST0000001", "TT0000502", "JP0001195"]
 

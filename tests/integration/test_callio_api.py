@@ -33,9 +33,9 @@ from include.callio.api import (
     SliceTooLargeError,
 )
 from include.callio.config import load_config
-from include.sandbox.callio_api import CallioSimulator
-from include.sandbox.callio_data import DAY_MS, CallioWorld, time_value
-from include.sandbox.http import Request
+from sandbox.http import Request
+from sandbox.simulators.callio import CallioSimulator
+from sandbox.worlds.callio import DAY_MS, CallioWorld, time_value
 from tests.conftest import set_connection
 
 TIME_FIELD = {"customer": "updateTime", "call": "createTime"}
@@ -635,7 +635,7 @@ def test_simulator_contract_over_plain_http():
 
 
 def test_standalone_simulator_process():
-    command = [sys.executable, "-m", "include.sandbox.callio_api", "--tenants", "2", "--customers", "150"]
+    command = [sys.executable, "-m", "sandbox.simulators.callio", "--tenants", "2", "--customers", "150"]
     command += ["--calls", "200", "--burst", "20", "--end-ms", "1790000000000"]
     env = {**os.environ, "PYTHONPATH": os.environ["PYTHONPATH"]}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)

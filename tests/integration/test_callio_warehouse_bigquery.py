@@ -23,7 +23,7 @@ from sqlglot import exp
 from include.callio import schema
 from include.callio.warehouse import open_warehouse
 from include.callio.warehouse.bigquery_backend import BigQueryWarehouse
-from include.sandbox.bigquery_api import BigQuerySimulator, QueryResult
+from sandbox.simulators.bigquery import BigQuerySimulator, QueryResult
 from tests.conftest import set_connection
 
 PROJECT, DATASET, LOCATION = "rio-system-migration", "dev_callio", "asia-southeast1"

@@ -20,7 +20,7 @@ from include.dialog.schema import (
     prepared_conversation_rejects,
     prepared_conversations,
 )
-from include.sandbox.dialog_data import build_world
+from sandbox.worlds.dialog import build_world
 
 DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2)]
 DAY = DAYS[0]

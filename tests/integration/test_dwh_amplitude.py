@@ -32,8 +32,8 @@ from include.dwh.amplitude import (
     export_week,
     load_credentials,
 )
-from include.sandbox.amplitude_api import AmplitudeSimulator
-from include.sandbox.http import Response, SimulatedApi
+from sandbox.http import Response, SimulatedApi
+from sandbox.simulators.amplitude import AmplitudeSimulator
 from tests.conftest import set_connection
 
 DATA_UNTIL = dt.datetime(2024, 3, 31, 23)

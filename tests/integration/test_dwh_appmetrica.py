@@ -34,7 +34,7 @@ from include.dwh.appmetrica import (
     ping,
     validate_polling,
 )
-from include.sandbox.appmetrica_api import AppMetricaSimulator
+from sandbox.simulators.appmetrica import AppMetricaSimulator
 from tests.conftest import set_connection
 
 FIELDS = ["event_name", "event_datetime", "appmetrica_device_id", "city"]

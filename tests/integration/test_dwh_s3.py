@@ -32,7 +32,7 @@ from include.dwh.s3 import (
     validate_key,
     validate_prefix,
 )
-from include.sandbox.s3_server import (
+from sandbox.simulators.s3 import (
     SECRET_ACCESS_KEY,
     airflow_connection,
     create_bucket,
@@ -109,7 +109,7 @@ def test_server_serves_on_a_given_port_and_frees_it_when_stopped():
 def standalone() -> Iterator[dict]:
     """The store as `make airflow` users start it: its own process, its first stdout line parsed."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "include.sandbox.s3_server", "--port", "0", "--bucket", "dwh", "--versioned"],
+        [sys.executable, "-m", "sandbox.simulators.s3", "--port", "0", "--bucket", "dwh", "--versioned"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

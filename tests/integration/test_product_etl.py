@@ -19,7 +19,7 @@ from include.common.watermark import Watermark, ensure_watermark_table, load_wat
 from include.product.etl import WATERMARK_NAME, run_batches
 from include.product.migrations import migrate
 from include.product.schema import product_change_log, product_etl_rejects, products
-from include.sandbox.product_data import BAD_ROWS, changed_versions, fill_staging, generate, staging_row
+from sandbox.worlds.product import BAD_ROWS, changed_versions, fill_staging, generate, staging_row
 
 T0 = dt.datetime(2024, 1, 1)
 LATER = dt.datetime(2024, 6, 1)  # "now" for the runs: every staging row is older than now - lag

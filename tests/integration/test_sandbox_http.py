@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from include.sandbox.http import Response, SimulatedApi
+from sandbox.http import Response, SimulatedApi
 
 
 def make_api() -> SimulatedApi:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +30,15 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from dwh_helper.app import api
+from dwh_helper.auth import Principal, TokenValidator, use_token_validator
+from dwh_helper.services import EXTENSION_KEY, Services, Settings
 from include.common.db import engine_for
 from include.dwh.tables import create_all
-from include.sandbox.http import AsgiServer, serve_asgi
+from sandbox.http import AsgiServer, serve_asgi
 
-# Airflow puts its plugins folder on sys.path; do the same so `dwh_helper` imports as it does there.
+#: The plugins folder, which Airflow (and pytest's ``pythonpath``) puts on sys.path.
 PLUGINS_DIR = str(Path(__file__).resolve().parents[2] / "plugins")
-if PLUGINS_DIR not in sys.path:
-    sys.path.append(PLUGINS_DIR)
-
-from dwh_helper.app import api  # noqa: E402
-from dwh_helper.auth import Principal, TokenValidator, use_token_validator  # noqa: E402
-from dwh_helper.services import EXTENSION_KEY, Services, Settings  # noqa: E402
 
 #: Where the API server mounts the Flask app of the plugins' blueprints.
 MOUNT = "/pluginsv2"

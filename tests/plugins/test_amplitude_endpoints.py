@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-from dwh_helper.services import Services, Settings
 
+from dwh_helper.services import Services, Settings
 from include.common.workdir import work_directory
 from include.dwh.amplitude import AmplitudeCredentials
-from include.sandbox.amplitude_api import AmplitudeSimulator
+from sandbox.simulators.amplitude import AmplitudeSimulator
 from tests.conftest import set_connection
 from tests.plugins.conftest import PluginServer
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from dwh_helper.services import AppMetricaAccess, Services, Settings
 
+from dwh_helper.services import AppMetricaAccess, Services, Settings
 from include.dwh.appmetrica import AppMetricaSettings
-from include.sandbox.appmetrica_api import AppMetricaSimulator
+from sandbox.simulators.appmetrica import AppMetricaSimulator
 from tests.conftest import set_connection
 
 FIELDS = ["event_name", "event_datetime", "appmetrica_device_id", "city"]

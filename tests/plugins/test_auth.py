@@ -15,6 +15,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 import sqlalchemy as sa
+
 from dwh_helper.app import api, create_app
 from dwh_helper.auth import (
     TOKEN_COOKIE,
@@ -23,11 +24,10 @@ from dwh_helper.auth import (
     Principal,
 )
 from dwh_helper.services import Services
-
 from include.dwh.s3 import S3Store
 from include.dwh.tables import events_part
-from include.sandbox.http import serve_wsgi
-from include.sandbox.s3_server import s3_client
+from sandbox.http import serve_wsgi
+from sandbox.simulators.s3 import s3_client
 from tests.conftest import new_bucket
 from tests.plugins.conftest import MOUNT, PluginServer
 

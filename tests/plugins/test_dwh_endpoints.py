@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from dwh_helper.services import Services, Settings
 
+from dwh_helper.services import Services, Settings
 from include.common.db import engine_for
 from include.dwh.tables import TABLES, create_all, events_part, row_from_event, tmp_event_properties
 

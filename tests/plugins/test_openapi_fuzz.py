@@ -21,23 +21,23 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from dwh_helper.app import api
-from dwh_helper.openapi import openapi_document
-from dwh_helper.services import AppMetricaAccess, Services, Settings
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from dwh_helper.app import api
+from dwh_helper.openapi import openapi_document
+from dwh_helper.services import AppMetricaAccess, Services, Settings
 from include.common.db import sqlite_engine
 from include.dwh.amplitude import AmplitudeCredentials
 from include.dwh.appmetrica import AppMetricaSettings
 from include.dwh.s3 import S3Store
 from include.dwh.tables import events_part, writable_columns
-from include.sandbox.amplitude_api import AmplitudeSimulator
-from include.sandbox.appmetrica_api import AppMetricaSimulator
-from include.sandbox.http import serve_asgi
-from include.sandbox.s3_server import create_bucket, s3_client, serve_s3
+from sandbox.http import serve_asgi
+from sandbox.simulators.amplitude import AmplitudeSimulator
+from sandbox.simulators.appmetrica import AppMetricaSimulator
+from sandbox.simulators.s3 import create_bucket, s3_client, serve_s3
 from tests.plugins.conftest import MOUNT, PluginServer, airflow_plugin_host
 
 #: Generated examples per operation (the coverage phase adds its boundary cases): about 10 s in all.

@@ -24,18 +24,18 @@ from html.parser import HTMLParser
 from importlib import resources
 from urllib.parse import urljoin, urlsplit
 
-import dwh_helper_plugin  # before any test registers the blueprint: as in Airflow, see the CSRF test
 import pytest
 import sqlalchemy as sa
-from dwh_helper.app import api
-from dwh_helper.auth import use_token_validator
-from dwh_helper.services import EXTENSION_KEY, Services
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+import dwh_helper_plugin  # before any test registers the blueprint: as in Airflow, see the CSRF test
+from dwh_helper.app import api
+from dwh_helper.auth import use_token_validator
+from dwh_helper.services import EXTENSION_KEY, Services
 from include.dwh.tables import events_part
-from include.sandbox.amplitude_api import AmplitudeSimulator
-from include.sandbox.s3_server import airflow_connection
+from sandbox.simulators.amplitude import AmplitudeSimulator
+from sandbox.simulators.s3 import airflow_connection
 from tests.conftest import connection_env, new_bucket
 from tests.headless_chromium import render
 from tests.plugins.api_server import FAB_USERS, SIMPLE_USERS, ApiServer, AuthSetup, running_api_server

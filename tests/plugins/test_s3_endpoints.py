@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from dwh_helper.services import Services, Settings
 
+from dwh_helper.services import Services, Settings
 from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Download, S3Store
-from include.sandbox.s3_server import (
+from sandbox.simulators.s3 import (
     SECRET_ACCESS_KEY,
     airflow_connection,
     s3_client,

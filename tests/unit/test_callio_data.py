@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from include.sandbox.callio_data import DAY_MS, DEFAULT_END_MS, CallioWorld, ascii_slug, time_value
+from sandbox.worlds.callio import DAY_MS, DEFAULT_END_MS, CallioWorld, ascii_slug, time_value
 
 OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 

@@ -32,7 +32,7 @@ def _dag():
     """The DAG as the scheduler and `airflow backfill create` see it (serialized)."""
     from airflow.serialization.serialized_objects import DagSerialization
 
-    from include.sandbox.dagrun import load_dag
+    from sandbox.dagrun import load_dag
 
     return DagSerialization.from_dict(DagSerialization.to_dict(load_dag("dialog_etl")))
 

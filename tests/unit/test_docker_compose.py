@@ -57,9 +57,9 @@ DATA_SERVICES = {
 # The simulators of the `sandbox` profile: service -> (module, port).
 SANDBOX_PROFILE = "sandbox"
 SANDBOX_SERVICES = {
-    "callio-sandbox": ("include.sandbox.callio_api", 18765),
-    "appmetrica-sandbox": ("include.sandbox.appmetrica_api", 18766),
-    "amplitude-sandbox": ("include.sandbox.amplitude_api", 18767),
+    "callio-sandbox": ("sandbox.simulators.callio", 18765),
+    "appmetrica-sandbox": ("sandbox.simulators.appmetrica", 18766),
+    "amplitude-sandbox": ("sandbox.simulators.amplitude", 18767),
 }
 # Connection id -> (accepted types, service it must point at, database it must name).
 PIPELINE_CONNECTIONS = {
@@ -331,7 +331,7 @@ def test_pipeline_data_services(services, name):
     image_prefix, _port = DATA_SERVICES[name]
     assert name in services, f"data service {name!r} missing"
     if image_prefix is None:
-        assert services[name]["image"] == services["airflow-scheduler"]["image"], services[name]["image"]
+        assert_runs_the_sandbox_stage(services, name)
     else:
         assert services[name]["image"].startswith(image_prefix), services[name]["image"]
     assert healthcheck_command(services[name]), f"{name} has no healthcheck"
@@ -482,21 +482,31 @@ def test_dwh_s3_names_the_bucket_the_s3_service_creates(services, common_env):
     reports healthy only once that bucket answers."""
     conn = parse_connection(common_env["AIRFLOW_CONN_DWH_S3"])
     argv = services["s3"]["command"]
-    assert argv[:3] == ["python", "-m", "include.sandbox.s3_server"]
+    assert argv[:3] == ["python", "-m", "sandbox.simulators.s3"]
     assert (option(argv, "--host"), int(option(argv, "--port"))) == ("0.0.0.0", DATA_SERVICES["s3"][1])
     bucket = option(argv, "--bucket")
     assert conn["extra"].get("bucket_name") == bucket, "dwh_s3 must name the bucket the S3 server creates"
     assert f"localhost:{DATA_SERVICES['s3'][1]}/{bucket}'" in healthcheck_command(services["s3"])
 
 
+def assert_runs_the_sandbox_stage(services, name):
+    """The simulators and the S3 server run from the Dockerfile's ``sandbox`` stage (the production image
+    plus the tooling they need), under an image name of its own, with ``sandbox/`` mounted."""
+    service = services[name]
+    assert service["build"] == {"context": ".", "target": "sandbox"}, service.get("build")
+    assert service["image"] != services["airflow-scheduler"]["image"]
+    assert service["image"] == "airflow-pipelines-sandbox:latest"  # AIRFLOW_SANDBOX_IMAGE_NAME unset
+    assert any(volume.endswith("/sandbox:/opt/airflow/sandbox:ro") for volume in service["volumes"])
+
+
 @pytest.mark.parametrize("name", sorted(SANDBOX_SERVICES))
 def test_sandbox_services_run_the_simulators(services, name):
-    """Each simulator runs from the repository's image under the `sandbox` profile, listens on all
-    interfaces (other containers call it) and has a healthcheck on its own port."""
+    """Each simulator runs from the repository's sandbox image under the `sandbox` profile, listens on
+    all interfaces (other containers call it) and has a healthcheck on its own port."""
     module, port = SANDBOX_SERVICES[name]
     service = services[name]
     assert service.get("profiles") == [SANDBOX_PROFILE]
-    assert service["image"] == services["airflow-scheduler"]["image"]
+    assert_runs_the_sandbox_stage(services, name)
     assert service["entrypoint"] == ["/usr/bin/dumb-init", "--"]  # signals reach python, zombies are reaped
     argv = service["command"]
     assert argv[:3] == ["python", "-m", module]

@@ -2,7 +2,7 @@
 
 ``airflow_settings.yaml`` points ``dwh_s3`` at an S3 server on :19000 (bucket ``dwh``),
 ``appmetrica_api`` at :18766 and ``amplitude_web`` / ``amplitude_mobile`` at :18767. The demo runs them
-for its own calls; ``make dwh-sandbox`` (``python -m include.sandbox.dwh_sandbox``) serves them until
+for its own calls; ``make dwh-sandbox`` (``python -m sandbox.dwh_sandbox``) serves them until
 interrupted, for ``make airflow``.
 """
 
@@ -14,9 +14,9 @@ import threading
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from include.sandbox.amplitude_api import AmplitudeSimulator
-from include.sandbox.appmetrica_api import AppMetricaSimulator
-from include.sandbox.s3_server import create_bucket, serve_s3
+from sandbox.simulators.amplitude import AmplitudeSimulator
+from sandbox.simulators.appmetrica import AppMetricaSimulator
+from sandbox.simulators.s3 import create_bucket, serve_s3
 
 S3_PORT, APPMETRICA_PORT, AMPLITUDE_PORT = 19000, 18766, 18767
 BUCKET = "dwh"

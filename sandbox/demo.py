@@ -17,11 +17,11 @@ import sqlalchemy as sa
 
 from include.common.db import REPO_ROOT, sqlite_engine, sqlite_path
 from include.common.timeutil import SHANGHAI
-from include.sandbox.callio_api import CallioSimulator
-from include.sandbox.callio_data import DAY_MS, CallioWorld
-from include.sandbox.dagrun import run_dag
-from include.sandbox.dialog_data import build_world
-from include.sandbox.product_data import changed_versions, fill_staging, generate
+from sandbox.dagrun import run_dag
+from sandbox.simulators.callio import CallioSimulator
+from sandbox.worlds.callio import DAY_MS, CallioWorld
+from sandbox.worlds.dialog import build_world
+from sandbox.worlds.product import changed_versions, fill_staging, generate
 
 
 def _airflow(*args: str) -> None:
@@ -105,14 +105,12 @@ def demo_dwh_helper() -> None:
     embedded S3 server and the AppMetrica / Amplitude simulators."""
     import httpx
 
-    sys.path.append(str(REPO_ROOT / "plugins"))  # as Airflow does for its plugins folder
     # Read connections and Variables from the metadata DB as the API server process does.
     os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"
     from dwh_helper.app import create_app
     from dwh_helper.services import Services
-
-    from include.sandbox.dwh_sandbox import serve_all
-    from include.sandbox.http import serve_wsgi
+    from sandbox.dwh_sandbox import serve_all
+    from sandbox.http import serve_wsgi
 
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     day = yesterday.strftime("%Y%m%d")

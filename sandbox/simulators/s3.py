@@ -11,7 +11,7 @@ go over sockets exactly as they would to S3. In-process::
 Standalone (the first line on stdout is ``{"endpoint_url", "bucket", "airflow_conn_dwh_s3"}``, whose
 last member is the value to export as ``AIRFLOW_CONN_DWH_S3``; SIGINT/SIGTERM stops it)::
 
-    python -m include.sandbox.s3_server --port 19000 --bucket dwh
+    python -m sandbox.simulators.s3 --port 19000 --bucket dwh
 
 Moto keeps every object in the process's memory and forgets them when the process ends. Its state is
 global to the process: two servers started in one process share their buckets, so tests isolate

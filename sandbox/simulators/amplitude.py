@@ -22,7 +22,7 @@ In-process::
 
 Standalone (the first line on stdout is ``{"base_url", "projects"}``; SIGTERM stops it)::
 
-    python -m include.sandbox.amplitude_api --port 0 --events-per-hour 200 --parts-per-hour 2
+    python -m sandbox.simulators.amplitude --port 0 --events-per-hour 200 --parts-per-hour 2
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from include.sandbox.http import Request, Response, SimulatedApi
+from sandbox.http import Request, Response, SimulatedApi
 
 HOUR = dt.timedelta(hours=1)
 EXPORT_DELAY = dt.timedelta(hours=2)

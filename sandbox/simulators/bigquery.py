@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.sandbox.http import Request, Response, SimulatedApi
+from sandbox.http import Request, Response, SimulatedApi
 
 API = "/bigquery/v2/projects/<project>"
 UPLOAD = "/upload/bigquery/v2/projects/<project>/jobs"

@@ -19,7 +19,7 @@ it, and ``limit`` caps the rows. In-process::
 
 Standalone (the first line on stdout is ``{"base_url", "token", "application_id"}``; SIGTERM stops it)::
 
-    python -m include.sandbox.appmetrica_api --port 0 --ready-after-polls 2
+    python -m sandbox.simulators.appmetrica --port 0 --ready-after-polls 2
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass
 
-from include.sandbox.http import Request, Response, SimulatedApi
+from sandbox.http import Request, Response, SimulatedApi
 
 DEFAULT_TOKEN = "sandbox-appmetrica-token"
 DEFAULT_APPLICATION_ID = 1_234_567

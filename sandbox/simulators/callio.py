@@ -1,4 +1,4 @@
-"""The Callio API, simulated over real HTTP on top of a :class:`~include.sandbox.callio_data.CallioWorld`.
+"""The Callio API, simulated over real HTTP on top of a :class:`~sandbox.worlds.callio.CallioWorld`.
 
 It behaves as ``API_FACTS.md`` says the real one does: ``POST /auth/login`` hands out a token that
 every other request sends in a ``token`` header (and that expires); ``/customer`` and ``/call`` filter
@@ -21,7 +21,7 @@ and a list slice, and its JSON is encoded once. In-process::
 
 Standalone (the first line on stdout is ``{"base_url": ..., "accounts": [...]}``; SIGTERM stops it)::
 
-    python -m include.sandbox.callio_api --port 0 --tenants 10 --customers 20000 --calls 50000
+    python -m sandbox.simulators.callio --port 0 --tenants 10 --customers 20000 --calls 50000
 
 A standalone server's data moves forward between two runs with ``POST /_sandbox/advance`` (not part of
 the real API), whose JSON body holds :meth:`CallioWorld.advance`'s keyword arguments.
@@ -41,8 +41,8 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
-from include.sandbox.callio_data import DAY_MS, CallioWorld, Record, Tenant, time_value
-from include.sandbox.http import Request, Response, SimulatedApi
+from sandbox.http import Request, Response, SimulatedApi
+from sandbox.worlds.callio import DAY_MS, CallioWorld, Record, Tenant, time_value
 
 TIME_FIELDS = {"customer": "updateTime", "call": "createTime"}
 CUSTOMER_TIME_PARAMS = (("from", "to"), ("fromUpdateTime", "toUpdateTime"))

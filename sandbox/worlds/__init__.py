@@ -1,0 +1,1 @@
+"""Synthetic source data whose truth the tests and the demo check the pipelines against."""
