@@ -48,9 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Contender, Measure, interleave, peak_rss_mb, report, verdict
-from include.callio.api import Account, ApiSettings, CallioClient
-from include.callio.tasks import STAGE_CHUNK_ROWS
+from include.callio.client import CallioClient
+from include.callio.etl import STAGE_CHUNK_ROWS
 from include.callio.transform import call_row, customer_row, transform_all
+from include.callio.types import Account, ApiSettings
 from sandbox.worlds.callio import DAY_MS, DEFAULT_END_MS, CallioWorld, tenant_names
 
 SPAN_DAYS = 30  # the pipeline's days_to_fetch_if_empty: what a tenant's first run reads

@@ -37,6 +37,8 @@ from include.common.dag_defaults import default_args
 
 RUN_TIMES, STAFF_GROUP_TIME = schedule_times()
 TENANT_LABEL = "tenant={{ task.op_kwargs['tenant'] }}"
+#: The task that commits each job; the summary reads their XComs.
+COMMIT_TASKS = {"customer": "merge_customers", "call": "append_calls", "staffgroup": "merge_staffgroup"}
 
 
 @dag(
@@ -127,7 +129,7 @@ def callio_etl():
 
     @task(multiple_outputs=False, trigger_rule=TriggerRule.ALL_DONE)
     def summary(run: dict, ti=None) -> dict:
-        from include.callio.tasks import COMMIT_TASKS, summary_task
+        from include.callio.tasks import summary_task
 
         commits = {job: ti.xcom_pull(task_ids=task_id) for job, task_id in COMMIT_TASKS.items()}
         return summary_task(run, commits, ti.xcom_pull(task_ids="refresh_report"))

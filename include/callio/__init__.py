@@ -1,1 +1,1 @@
-"""Callio call-center API -> warehouse (BigQuery, or embedded DuckDB): seed 001."""
+"""Callio call-center API -> warehouse (BigQuery, or embedded DuckDB): the Callio loader it replaces."""

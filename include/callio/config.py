@@ -10,6 +10,8 @@
 * Connection ``callio_warehouse``: ``duckdb`` (embedded) or ``google_cloud_platform`` (BigQuery), see
   :mod:`include.callio.warehouse`.
 * The schedule: see :mod:`include.callio.schedule`.
+
+The DAG file imports this module (through the schedule) when it is parsed, so it imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from include.callio.api import DEFAULT_BASE_URL, Account, ApiSettings
-from include.callio.schedule import CallioConfigError
-from include.common.httputil import connection_base_url
+from include.callio.types import DEFAULT_BASE_URL, Account, ApiSettings
 
 API_CONN_ID = "callio_api"
 WAREHOUSE_CONN_ID = "callio_warehouse"
 ACCOUNTS_VARIABLE = "callio_accounts_secret"
+
+
+class CallioConfigError(ValueError):
+    """A setting that cannot be used; the message names the setting, never a secret value."""
+
 
 # connection extra key -> (ApiSettings / RunSettings field, legacy .env key)
 EXTRA_KEYS = {
@@ -122,9 +127,7 @@ def config_from(
     host: str | None, schema: str | None, port: int | None, extra: dict[str, Any], accounts: Any
 ) -> CallioConfig:
     """Build the configuration from a connection's fields (pure: no Airflow needed)."""
-    api_fields: dict[str, Any] = {
-        "base_url": connection_base_url(host, schema, port, default=DEFAULT_BASE_URL)
-    }
+    api_fields: dict[str, Any] = {"base_url": _base_url(host, schema, port)}
     run_fields: dict[str, Any] = {}
     for key, (field_name, _) in EXTRA_KEYS.items():
         number = _number_setting(extra, key)
@@ -165,3 +168,10 @@ def load_config(conn_id: str = API_CONN_ID) -> CallioConfig:
     for account in config.accounts:
         mask_secret(account.password)
     return config
+
+
+def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
+    # httpx comes with the helper: imported here, not when the DAG file is parsed.
+    from include.common.httputil import connection_base_url
+
+    return connection_base_url(host, schema, port, default=DEFAULT_BASE_URL)

@@ -1,4 +1,4 @@
-"""The Callio ETL's legacy ``.env`` keys (seed 001), registered with :mod:`include.common.legacy_env`.
+"""The Callio ETL's legacy ``.env`` keys, registered with :mod:`include.common.legacy_env`.
 
 Accounts (``CALLIO_ACCOUNTS_JSON`` or ``CALLIO_ACCOUNTS_FILE``), the base URL and the API tunables
 become the ``callio_api`` connection (accounts in its extra); the service account and ``BQ_*`` become a
@@ -12,8 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from include.callio.config import API_CONN_ID, DEFAULT_BASE_URL, EXTRA_KEYS, WAREHOUSE_CONN_ID, parse_accounts
-from include.callio.schedule import DEFAULT_RUN_TIMES_UTC, CallioConfigError, parse_times
+from include.callio.config import (
+    API_CONN_ID,
+    EXTRA_KEYS,
+    WAREHOUSE_CONN_ID,
+    CallioConfigError,
+    parse_accounts,
+)
+from include.callio.schedule import DEFAULT_RUN_TIMES_UTC, parse_times
+from include.callio.types import DEFAULT_BASE_URL
 from include.common.legacy_env import Entry, ImportResult, LegacyEnv, register
 
 TUNABLE_KEYS = {legacy: extra for extra, (_, legacy) in EXTRA_KEYS.items() if legacy}

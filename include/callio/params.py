@@ -16,7 +16,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from include.callio.schedule import CallioConfigError
+from include.callio.config import CallioConfigError
 
 _DATE_TIME = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
 NAIVE_PATTERN = _DATE_TIME + "$"

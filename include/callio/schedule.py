@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import re
 
+from include.callio.config import CallioConfigError
+
 DEFAULT_RUN_TIMES_UTC = "02:30,04:00,06:00,08:00,11:00"
-
-
-class CallioConfigError(ValueError):
-    """A setting that cannot be used; the message names the setting, never a secret value."""
 
 
 def parse_times(text: str, key: str = "CALLIO_RUN_TIMES_UTC") -> list[str]:

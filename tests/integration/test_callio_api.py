@@ -23,16 +23,16 @@ from collections.abc import Callable, Generator
 import httpx
 import pytest
 
-from include.callio.api import (
+from include.callio.client import CallioClient
+from include.callio.config import load_config
+from include.callio.types import (
     Account,
     ApiSettings,
     CallioApiError,
-    CallioClient,
     CallioLoginError,
     RetryPolicy,
     SliceTooLargeError,
 )
-from include.callio.config import load_config
 from sandbox.http import Request
 from sandbox.simulators.callio import CallioSimulator
 from sandbox.worlds.callio import DAY_MS, CallioWorld, time_value

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from include.callio.config import RunSettings, config_from, parse_accounts
-from include.callio.schedule import CallioConfigError, crons, parse_times, schedule_times
-from include.callio.tasks import backfill_window, incremental_window, jobs_for, report_days
+from include.callio.config import CallioConfigError, RunSettings, config_from, parse_accounts
+from include.callio.plan import backfill_window, incremental_window, jobs_for, report_days
+from include.callio.schedule import crons, parse_times, schedule_times
 from include.common.legacy_env import LegacyEnvError, import_env
 
 ACCOUNTS = [

@@ -594,7 +594,7 @@ def test_the_sandbox_services_answer_the_connections_pointing_at_them(
     """Each simulator's command, started as written, accepts the credentials of the connections that
     point at it, used through the pipelines' own clients: every Callio tenant logs in, the AppMetrica
     token pings, both Amplitude projects export a day."""
-    from include.callio.api import CallioClient
+    from include.callio.client import CallioClient
     from include.callio.config import load_config
     from include.dwh.amplitude import export_week, load_credentials
     from include.dwh.appmetrica import load_settings, ping

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from include.callio.config import WAREHOUSE_CONN_ID
+
 if TYPE_CHECKING:
     from include.callio.warehouse.base import Warehouse
-
-WAREHOUSE_CONN_ID = "callio_warehouse"
 
 
 def duckdb_path(host: str) -> Path:
