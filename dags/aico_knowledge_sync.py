@@ -55,9 +55,9 @@ from include.common.dag_defaults import default_args
 def aico_knowledge_sync():
     @task(multiple_outputs=False)
     def resolve_profile() -> dict:
-        from include.aico.tasks import resolve_profile_task
+        from include.dialog.profiles import profile_for_run
 
-        return resolve_profile_task()
+        return profile_for_run()
 
     @task(multiple_outputs=False)
     def plan(profile: dict, params=None, ti=None) -> list[dict]:

@@ -17,7 +17,6 @@ from include.aico.schema import migrate
 from include.common.dag_defaults import fail_without_retry
 from include.common.db import engine_for
 from include.common.table_shape import TableShapeError
-from include.dialog.profiles import ProfileError, resolve_at_run_time
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +26,6 @@ def _mask(secret: str) -> None:
 
     if secret:
         mask_secret(secret)
-
-
-def resolve_profile_task() -> dict[str, Any]:
-    """The run's profile and connection ids (XCom), chosen from the Variables of this moment."""
-    with fail_without_retry(ProfileError):
-        resolution = resolve_at_run_time()
-    log.info(
-        "profile %s (AICO_HOST=%s): source %s, target %s",
-        resolution.profile,
-        resolution.aico_host,
-        resolution.source_conn_id,
-        resolution.target_conn_id,
-    )
-    return resolution.as_dict()
 
 
 def plan_task(profile: dict[str, Any], scenario_ids: list[int | str] | None) -> dict[str, Any]:

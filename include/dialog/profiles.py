@@ -24,6 +24,7 @@ so changing the Variable switches the next run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -36,6 +37,8 @@ from include.dialog.config import (
     TARGET_CONN_ID,
     profile_conn_id,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ProfileError(ValueError):
@@ -116,6 +119,23 @@ def resolve_at_run_time(
         for name in (AICO_HOST_VARIABLE, AICO_HOST_TEST_VARIABLE, AICO_HOST_PROD_VARIABLE)
     ]
     return resolve(*values, connection_exists, source_conn_id=source_conn_id, target_conn_id=target_conn_id)
+
+
+def profile_for_run() -> dict[str, str | None]:
+    """What a DAG's ``resolve_profile`` task returns (its XCom): the resolution, logged. A profile
+    error fails the task without retries: a missing connection does not appear by waiting."""
+    from include.common.dag_defaults import fail_without_retry
+
+    with fail_without_retry(ProfileError):
+        resolution = resolve_at_run_time()
+    log.info(
+        "profile %s (AICO_HOST=%s): source %s, target %s",
+        resolution.profile,
+        resolution.aico_host,
+        resolution.source_conn_id,
+        resolution.target_conn_id,
+    )
+    return resolution.as_dict()
 
 
 def connection_exists(conn_id: str) -> bool:
