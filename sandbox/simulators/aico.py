@@ -75,6 +75,7 @@ class AicoSimulator:
         self.knowledge_bases: dict[tuple[str, str], str] = {}  # (pid, name) -> kb_id
         self.documents: dict[str, dict[str, Document]] = {}  # kb_id -> doc_id -> document
         self._tokens: dict[str, float] = {}  # token -> expiry
+        self.issued_tokens: list[str] = []  # every token handed out (tests check none leaks)
         self._uploads_left: float = math.inf
         self.counters: Counter[str] = Counter()
         self.api = SimulatedApi("aico")
@@ -143,6 +144,7 @@ class AicoSimulator:
         token = secrets.token_hex(16)
         with self._lock:
             self._tokens[token] = self._clock() + self.token_ttl_s
+            self.issued_tokens.append(token)
         return self._ok({c.token_field: token, c.expires_field: int(self.token_ttl_s)})
 
     def _authed(

@@ -36,6 +36,16 @@ def aico(monkeypatch):
         yield sim
 
 
+def _xcoms(run_id: str) -> list:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [
+            x.value for x in session.scalars(XComModel.get_many(run_id=run_id, dag_ids="aico_knowledge_sync"))
+        ]
+
+
 def set_hosts(monkeypatch, aico_host: str | None) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_AICO_HOST_TEST", TEST_HOST)
     monkeypatch.setenv("AIRFLOW_VAR_AICO_HOST_PROD", PROD_HOST)
@@ -53,7 +63,7 @@ def expected_kb(pairs) -> list[tuple[str, str, bool]]:
     return [(title, content, True) for title, content in pairs]
 
 
-def test_sqlite_sync_skip_and_change(aico, sqlite_conn, monkeypatch):
+def test_sqlite_sync_skip_and_change(aico, sqlite_conn, monkeypatch, capfd, caplog):
     set_hosts(monkeypatch, None)
     target = engine_for(sqlite_conn("dialog_dst"))
     ids = build_scenarios(target)
@@ -118,6 +128,12 @@ def test_sqlite_sync_skip_and_change(aico, sqlite_conn, monkeypatch):
         statuses = conn.execute(sa.select(sync_log.c.status, sync_log.c.stage)).all()
         answers = conn.scalars(sa.select(sync_log.c.answers)).all()
     assert statuses == [("success", "done")] * 3
+    # Neither the scenario rows' passwords nor AICO's tokens reach the output, an XCom or the log table.
+    output = capfd.readouterr()
+    shown = output.out + output.err + caplog.text + json.dumps([first.summary, second.summary, third.summary])
+    shown += json.dumps(_xcoms(first.run_id), default=str) + "".join(answers)
+    tokens = list(aico.issued_tokens)
+    assert tokens and not any(secret in shown for secret in [*DEMO_ACCOUNTS.values(), *tokens])
     for text in answers:  # AICO's answers are kept, credentials are not
         assert '"upload"' in text or '"delete"' in text
         assert not any(secret in text for secret in DEMO_ACCOUNTS.values())
