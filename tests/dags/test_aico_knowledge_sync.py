@@ -139,12 +139,14 @@ def test_sqlite_sync_skip_and_change(aico, sqlite_conn, monkeypatch, capfd, capl
         assert not any(secret in text for secret in DEMO_ACCOUNTS.values())
 
 
-@pytest.mark.parametrize("uploads_before_failure", [0, 1])
+@pytest.mark.parametrize(
+    ("backend", "uploads_before_failure"), [("sqlite", 0), ("sqlite", 1), ("mariadb", 0)]
+)
 def test_a_failure_after_the_delete_is_repaired_by_the_next_run(
-    aico, sqlite_conn, monkeypatch, uploads_before_failure
+    aico, request, monkeypatch, backend, uploads_before_failure
 ):
     set_hosts(monkeypatch, None)
-    target = engine_for(sqlite_conn("dialog_dst"))
+    target = engine_for(request.getfixturevalue(f"{backend}_conn")("dialog_dst"))
     ids = build_scenarios(target, {"sales": ITEMS["sales"]})
     assert run_dag("aico_knowledge_sync").state == "success"
 
