@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo test lint format airflow callio-sandbox dwh-sandbox bench settings import-env lock clean
+.PHONY: setup demo test lint format airflow callio-sandbox aico-sandbox dwh-sandbox bench settings import-env lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,9 @@ airflow: setup  ## airflow standalone with the embedded defaults; UNPAUSE=1 unpa
 
 callio-sandbox: setup  ## serve the Callio simulator on :18765 (the default callio_api) for `make airflow`
 	@$(ENV) python -m sandbox.simulators.callio --port 18765 --tenants 3 --customers 2000 --calls 5000
+
+aico-sandbox: setup  ## serve the AICO simulator on :18768 (the default aico_api) for `make airflow`
+	@$(ENV) python -m sandbox.simulators.aico --port 18768
 
 dwh-sandbox: setup  ## serve the S3, AppMetrica and Amplitude stand-ins of the default dwh_* connections
 	@$(ENV) python -m sandbox.dwh_sandbox

@@ -4,6 +4,11 @@
 Turns one Shanghai day of `people_customer_dialog` (one row per utterance, connection `dialog_src`,
 only read) into `prepared_conversations` (one row per call, connection `dialog_dst`).
 
+**Which databases.** `resolve_profile` reads the `AICO_HOST` Variable when the run starts: equal to
+`AICO_HOST_TEST` the run uses `dialog_src_test` / `dialog_dst_test`, equal to `AICO_HOST_PROD` the
+`_prod` pair, otherwise `dialog_src` / `dialog_dst` (README: AICO test and prod profiles). Its XCom
+and the summary's log line say which profile and connections the run used.
+
 **When.** Every day at 01:00 Asia/Shanghai, for the previous Shanghai day. The `target_date` param
 (YYYY-MM-DD) picks another day. Manual and REST runs without it process the day before they start;
 `airflow backfill create --from-date 2024-06-01 --to-date 2024-06-06` processes June 1 to June 5
@@ -35,10 +40,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task
 
 from include.common.dag_defaults import default_args
-
-SOURCE_CONN_ID = "dialog_src"
-TARGET_CONN_ID = "dialog_dst"
-WORKER_POOL = "dialog_etl"
+from include.dialog.config import WORKER_POOL
 
 
 @dag(
@@ -66,27 +68,35 @@ def dialog_etl():
 
         return day_to_process(params["target_date"], dag_run.logical_date, dag_run.run_after).isoformat()
 
+    @task(multiple_outputs=False)
+    def resolve_profile() -> dict:
+        from include.dialog.profiles import profile_for_run
+
+        return profile_for_run()
+
     @task
-    def find_groups(target_date: str) -> list[str]:
+    def find_groups(target_date: str, profile: dict) -> list[str]:
         from include.dialog.tasks import find_groups_task
 
-        return find_groups_task(SOURCE_CONN_ID, TARGET_CONN_ID, target_date)
+        return find_groups_task(profile["source_conn_id"], profile["target_conn_id"], target_date)
 
     @task(
         multiple_outputs=False,
         pool=WORKER_POOL,
         map_index_template="group_code={{ task.op_kwargs['group_code'] }}",
     )
-    def load_group(target_date: str, group_code: str, run_id=None) -> dict:
+    def load_group(target_date: str, profile: dict, group_code: str, run_id=None) -> dict:
         from include.dialog.tasks import load_group_task
 
-        return load_group_task(SOURCE_CONN_ID, TARGET_CONN_ID, target_date, group_code, run_id)
+        conns = profile["source_conn_id"], profile["target_conn_id"]
+        return load_group_task(*conns, target_date, group_code, run_id)
 
     @task
-    def reject_unroutable(target_date: str, run_id=None) -> int:
+    def reject_unroutable(target_date: str, profile: dict, run_id=None) -> int:
         from include.dialog.tasks import reject_unroutable_task
 
-        return reject_unroutable_task(SOURCE_CONN_ID, TARGET_CONN_ID, target_date, run_id)
+        conns = profile["source_conn_id"], profile["target_conn_id"]
+        return reject_unroutable_task(*conns, target_date, run_id)
 
     @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED)  # an empty day still gets a summary
     def summary(target_date: str, results: list[dict], rejected_unroutable: int) -> dict:
@@ -95,9 +105,10 @@ def dialog_etl():
         return summary_task(target_date, results[:], rejected_unroutable)
 
     day = resolve_target_date()
-    groups = find_groups(day)
-    loaded = load_group.partial(target_date=day).expand(group_code=groups)
-    rejected = reject_unroutable(day)
+    profile = resolve_profile()  # at run time: changing the AICO_HOST Variable switches the next run
+    groups = find_groups(day, profile)
+    loaded = load_group.partial(target_date=day, profile=profile).expand(group_code=groups)
+    rejected = reject_unroutable(day, profile)
     groups >> rejected  # find_groups creates the target tables first
     summary(day, loaded, rejected)
 

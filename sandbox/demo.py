@@ -88,6 +88,50 @@ def demo_callio() -> None:
         _print_run("callio_etl", "after an hour of changes", {"job": "auto"})
 
 
+AICO_SANDBOX_PORT = 18768  # the default `aico_api` connection's port (airflow_settings.yaml)
+
+
+def demo_aico() -> None:
+    """The knowledge sync under both profiles, switched by the AICO_HOST Variable alone: the TEST
+    profile's database and `<code>_test` rows, then the PROD ones; then one prod item changes, and the
+    second PROD run syncs that scenario only, the other one unchanged (no AICO call for it)."""
+    from include.dialog.config import AICO_HOST_VARIABLE
+    from sandbox.simulators.aico import demo_simulator
+    from sandbox.worlds.aico import ITEMS, build_scenarios, edit_item
+
+    hosts = {"TEST": "20.17.0.1", "PROD": "20.17.0.2"}  # AICO_HOST_TEST / _PROD of airflow_settings.yaml
+    databases = {}
+    for profile in hosts:
+        name = f"dialog_{profile.lower()}.sqlite"  # dialog_dst_test / dialog_dst_prod
+        for suffix in ("", "-wal", "-shm"):
+            sqlite_path(name + suffix).unlink(missing_ok=True)
+        items = (
+            ITEMS if profile == "PROD" else {c: [(t, f"[测试] {x}") for t, x in p] for c, p in ITEMS.items()}
+        )
+        databases[profile] = (sqlite_engine(name), build_scenarios(sqlite_engine(name), items))
+    sim = demo_simulator()
+    variable = f"AIRFLOW_VAR_{AICO_HOST_VARIABLE}"
+    try:
+        with sim.serve(AICO_SANDBOX_PORT):
+            print(f"aico sandbox on port {AICO_SANDBOX_PORT}")
+            for profile, host in hosts.items():
+                os.environ[variable] = host
+                _print_run("aico_knowledge_sync", f"AICO_HOST={host} ({profile})", {})
+            engine, ids = databases["PROD"]
+            edit_item(engine, ids["support"], "发票", "电子发票在确认收货后立即发送到邮箱。")
+            writes = sim.writes()
+            _print_run("aico_knowledge_sync", "PROD again, support changed", {})
+            print(f"  AICO write calls of that run: {sim.writes() - writes} (sales unchanged: none for it)")
+            edit_item(engine, ids["sales"], "会员积分", "每消费 1 元积 2 分。")
+            writes = sim.writes()
+            _print_run(
+                "aico_knowledge_sync", "dry run, sales changed", {"dry_run": True, "scenario_ids": ["sales"]}
+            )
+            print(f"  AICO write calls of the dry run: {sim.writes() - writes}")
+    finally:
+        os.environ.pop(variable, None)
+
+
 def _airflow_token(username: str = "admin", role: str = "admin") -> str:
     """A token as ``POST /auth/token`` would issue it: signed by this Airflow's auth manager (the
     default Simple auth manager), so the plugin checks it exactly as it does in the API server."""
@@ -174,6 +218,7 @@ def main() -> None:
     demo_dialog()
     demo_product()
     demo_callio()
+    demo_aico()
     demo_dwh_helper()
 
 

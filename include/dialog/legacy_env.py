@@ -141,6 +141,21 @@ def _profile_handler(profile: str) -> Handler:
             conn["conn_login"], conn["conn_password"] = dst_login, dst_password
         if server is None and dst_server is None:
             result.note(f"ignored: {profile}_* credentials (no {profile}_URL or {profile}_DST_URL)")
+            return
+        # Explicit SRC_DB_* / DST_DB_* win over the profile's URL for their side (not over *_DST_URL).
+        for side, base in (("SRC", "dialog_src"), ("DST", "dialog_dst")):
+            explicit = env.has_any([f"{side}_DB_{part}" for part in ("HOST", "NAME", "USER", "PASSWORD")])
+            if not explicit or base not in result.connections or (side == "DST" and dst_server is not None):
+                continue
+            if server is None and side == "SRC":
+                continue  # <PROFILE>_DST_URL alone: the profile has no source connection
+            result.connections[f"{base}_{suffix}"] = {
+                **result.connections[base],
+                "conn_id": f"{base}_{suffix}",
+            }
+            result.note(
+                f"{base}_{suffix} = {base}: {side}_DB_* are given, so {profile}_URL does not apply to it"
+            )
 
     profile_connections.__doc__ = f"``{profile}_URL`` -> dialog_src_{suffix} + dialog_dst_{suffix}; ``{profile}_DST_URL`` overrides the dst."
     return profile_connections

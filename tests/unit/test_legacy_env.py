@@ -146,12 +146,11 @@ def test_seed_file_maps_overrides_profiles_pool_and_variables():
     assert src["conn_password"] == dst["conn_password"] == PASSWORDS[0]
 
     src_test, dst_test = conn(result, "dialog_src_test"), conn(result, "dialog_dst_test")
-    assert (src_test["conn_host"], src_test["conn_port"], src_test["conn_schema"]) == (
-        "test.example.com",
-        3306,
-        "test_db",
-    )
-    assert (src_test["conn_login"], src_test["conn_password"]) == ("test_user", PASSWORDS[1])
+    # SRC_DB_* are given: they win over TEST_URL for the source, so the test profile reads the same
+    # source as the default one
+    assert {k: v for k, v in src_test.items() if k != "conn_id"} == {
+        k: v for k, v in src.items() if k != "conn_id"
+    }
     # TEST_DST_URL overrides the test target only; login falls back to TEST_USERNAME
     assert (dst_test["conn_host"], dst_test["conn_port"], dst_test["conn_schema"]) == (
         "testdst.example.com",
@@ -160,14 +159,12 @@ def test_seed_file_maps_overrides_profiles_pool_and_variables():
     )
     assert (dst_test["conn_login"], dst_test["conn_password"]) == ("test_user", PASSWORDS[2])
 
-    for conn_id in ("dialog_src_prod", "dialog_dst_prod"):
-        prod = conn(result, conn_id)
-        assert (prod["conn_host"], prod["conn_schema"], prod["conn_login"], prod["conn_password"]) == (
-            "prod.example.com",
-            "prod_db",
-            "prod_user",
-            PASSWORDS[3],
-        )
+    # SRC_DB_* and DST_DB_* both given, no PROD_DST_URL: PROD_URL applies to neither side
+    assert conn(result, "dialog_src_prod")["conn_host"] == "src.example.com"
+    assert conn(result, "dialog_dst_prod")["conn_host"] == "dst.example.com"
+    assert (
+        "dialog_dst_prod = dialog_dst: DST_DB_* are given, so PROD_URL does not apply to it" in result.notes
+    )
 
     assert result.variables == {
         "AICO_HOST": "20.17.0.2",
@@ -183,6 +180,32 @@ def test_seed_file_maps_overrides_profiles_pool_and_variables():
     }
     assert "AICO_HOST selects the prod profile (dialog_src_prod / dialog_dst_prod)" in result.notes
     assert not any(note.startswith(("ignored", "warning")) for note in result.notes)
+
+
+def test_profile_url_applies_to_both_sides_without_src_dst_overrides():
+    result = import_env(
+        "url=jdbc:mysql://db.example/dialog\nusername=u\npassword=p-secret\n"
+        f"PROD_URL=jdbc:mysql://prod.example.com:3306/prod_db\nPROD_USERNAME=prod_user\n"
+        f"PROD_PASSWORD={PASSWORDS[3]}\nDST_DB_NAME=dialog_out\n"
+    )
+    assert conn(result, "dialog_src_prod")["conn_host"] == "prod.example.com"
+    # DST_DB_* given: the prod target stays the default target
+    assert (conn(result, "dialog_dst_prod")["conn_host"], conn(result, "dialog_dst_prod")["conn_schema"]) == (
+        "db.example",
+        "dialog_out",
+    )
+    result = import_env(
+        f"PROD_URL=jdbc:mysql://prod.example.com:3306/prod_db\nPROD_USERNAME=prod_user\n"
+        f"PROD_PASSWORD={PASSWORDS[3]}\n"
+    )
+    for conn_id in ("dialog_src_prod", "dialog_dst_prod"):
+        prod = conn(result, conn_id)
+        assert (prod["conn_host"], prod["conn_schema"], prod["conn_login"], prod["conn_password"]) == (
+            "prod.example.com",
+            "prod_db",
+            "prod_user",
+            PASSWORDS[3],
+        )
 
 
 def test_test_dst_url_with_its_own_credentials():

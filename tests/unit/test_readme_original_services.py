@@ -165,7 +165,7 @@ def test_the_airflow_equivalents_are_given(section):
 
 
 def test_what_does_not_exist_yet_is_said_so(section):
-    """The AICO knowledge sync and the chatbot databases have no counterpart in this repository yet."""
-    for topic in ("AICO knowledge sync", "chatbot databases"):
+    """The chatbot databases have no counterpart in this repository yet."""
+    for topic in ("chatbot databases",):
         paragraph = next(line for line in section.splitlines() if topic in line and not line.startswith("#"))
         assert "not yet available" in paragraph, paragraph
