@@ -55,3 +55,40 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def plan_target(target: str, seed: bool, current: str | None) -> str:
+    """Where ``chatbot_db_init`` migrates to. The guide's chain puts the seed data in revision 002, so
+    without ``seed`` a database below 002 stops at the schema (001) instead of receiving test rows;
+    with ``seed`` the target is at least 002. Any other explicit revision is taken as given."""
+    if target in (HEAD, SEED_REVISION) and not seed and current in (None, SCHEMA_REVISION):
+        return SCHEMA_REVISION
+    if seed and target in (SCHEMA_REVISION,):
+        return SEED_REVISION
+    return target
+
+
+def migrate_postgres(engine: sa.Engine, target: str = HEAD, seed: bool = False) -> dict:
+    """Upgrade (or downgrade, for a revision below the current one) to the planned target."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    with engine.begin() as conn:
+        before = current_revision(conn)
+        goal = plan_target(target, seed, before)
+        cfg = alembic_config(conn)
+        script = ScriptDirectory.from_config(cfg)
+        goal_rev = script.get_revision(goal).revision if goal != HEAD else script.get_current_head()
+        below = before is not None and goal_rev != before and goal_rev in _ancestors(script, before)
+        (command.downgrade if below else command.upgrade)(cfg, goal)
+        after = current_revision(conn)
+    return {
+        "revision_before": before,
+        "revision_after": after,
+        "target": goal,
+        "seeded": after == SEED_REVISION,
+    }
+
+
+def _ancestors(script, revision: str) -> set[str]:
+    return {rev.revision for rev in script.iterate_revisions(revision, "base")} - {revision}
