@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo test lint format airflow callio-sandbox aico-sandbox dwh-sandbox bench settings import-env lock clean
+.PHONY: setup demo test lint format airflow callio-sandbox aico-sandbox dwh-sandbox bench settings import-env lock clean chatbot-alembic
 
 setup:
 	@bash scripts/setup.sh
@@ -39,6 +39,9 @@ settings: setup  ## apply airflow_settings.yaml to the Airflow installation in $
 
 import-env: setup  ## ENV_FILE=path/.env: convert a legacy .env into airflow_settings.local.yaml
 	@$(ENV) python -m include.common.legacy_env "$(ENV_FILE)" --output airflow_settings.local.yaml
+
+chatbot-alembic: setup  ## ARGS="upgrade head" (any alembic command) on the chatbot_postgres connection
+	@$(ENV) python -m include.chatbot.alembic_cli $(ARGS)
 
 lock:  ## re-resolve requirements.in (runtime) and requirements-dev.in (tooling) into their pinned locks
 	@.venv/bin/uv pip compile requirements.in --python-version 3.11 \

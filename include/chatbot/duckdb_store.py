@@ -1,0 +1,161 @@
+"""The chatbot's DuckDB analytics file: its schema, versioned and re-runnable, and safe connections.
+
+The original service created ``conversation_context``, ``message_history`` and ``message_embeddings``
+from ``init_databases.py``. Here the schema is a list of numbered migrations, each applied once in its
+own transaction together with its row in ``chatbot_schema_version``, so initialising twice is harmless
+and a file made by an older release is brought forward in order.
+
+DuckDB is single-writer: a second process cannot open the file while one has it open. The DAGs take the
+one-slot ``chatbot_duckdb`` pool around every task that opens it; anything else that holds the file
+(a notebook, a stuck process) makes :func:`connect` wait up to ``lock_timeout`` and then raise
+:class:`DuckDBLockedError`, an ordinary exception Airflow retries. Nothing is written before the file is
+open, so a locked file never ends half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import duckdb
+
+#: WordLlama's default model has 256 dimensions; the fallback embedder produces the same size.
+EMBEDDING_DIM = 256
+VERSION_TABLE = "chatbot_schema_version"
+LOCK_MESSAGE = "could not set lock"
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "conversation_context, message_history, message_embeddings, etl_watermark",
+        [
+            """CREATE TABLE conversation_context (
+                session_id VARCHAR PRIMARY KEY,
+                phone_number VARCHAR,
+                turn_id INTEGER,
+                summary VARCHAR,
+                key_entities JSON,
+                user_profile JSON,
+                state VARCHAR,
+                message_count INTEGER,
+                last_message_at TIMESTAMP,
+                updated_at TIMESTAMP
+            )""",
+            """CREATE TABLE message_history (
+                message_id VARCHAR PRIMARY KEY,
+                source_id BIGINT NOT NULL,
+                session_id VARCHAR NOT NULL,
+                phone_number VARCHAR,
+                role VARCHAR NOT NULL,
+                content VARCHAR,
+                message_type VARCHAR,
+                intent VARCHAR,
+                sentiment VARCHAR,
+                confidence DOUBLE,
+                entities JSON,
+                created_at TIMESTAMP NOT NULL,
+                updated_at TIMESTAMP NOT NULL,
+                response_time_ms BIGINT
+            )""",
+            f"""CREATE TABLE message_embeddings (
+                message_id VARCHAR PRIMARY KEY,
+                session_id VARCHAR NOT NULL,
+                phone_number VARCHAR,
+                content VARCHAR,
+                embedding FLOAT[{EMBEDDING_DIM}] NOT NULL,
+                model_name VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE etl_watermark (
+                name VARCHAR PRIMARY KEY,
+                last_updated_at TIMESTAMP,
+                last_id BIGINT,
+                updated_at TIMESTAMP NOT NULL
+            )""",
+            "CREATE INDEX ix_message_history_session ON message_history (session_id)",
+            "CREATE INDEX ix_message_history_phone ON message_history (phone_number)",
+        ],
+    ),
+]
+TABLES = ["conversation_context", "message_history", "message_embeddings", "etl_watermark"]
+
+
+class DuckDBLockedError(RuntimeError):
+    """Another process holds the DuckDB file; retrying later is the cure."""
+
+
+@contextlib.contextmanager
+def connect(
+    path: str | Path, *, read_only: bool = False, lock_timeout: float = 10.0
+) -> Generator[duckdb.DuckDBPyConnection]:
+    """Open the file (creating its directory), waiting up to ``lock_timeout`` s for another holder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout
+    while True:
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only and path.exists())
+            break
+        except duckdb.IOException as exc:
+            if LOCK_MESSAGE not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise DuckDBLockedError(
+                    f"{path} is locked by another process (DuckDB allows one writer); the task will "
+                    "retry. Close other sessions on the file, or check that every task writing it "
+                    "uses the chatbot_duckdb pool."
+                ) from exc
+            time.sleep(0.2)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The highest migration applied (0 for a new file)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [VERSION_TABLE]
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return conn.execute(f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply the migrations the file lacks, each atomically with its version row; return them."""
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+        "(version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMP NOT NULL)"
+    )
+    current = schema_version(conn)
+    applied = []
+    for version, description, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        conn.begin()
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                f"INSERT INTO {VERSION_TABLE} VALUES (?, ?, ?)",
+                [version, description, dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+            )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        applied.append(version)
+    return applied
+
+
+def init_duckdb(path: str | Path) -> dict:
+    """Create or bring forward the analytics file; the summary says what was applied."""
+    with connect(path) as conn:
+        applied = migrate(conn)
+        version = schema_version(conn)
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    return {"path": str(path), "applied": applied, "version": version, "rows": counts}

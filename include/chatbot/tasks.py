@@ -1,0 +1,32 @@
+"""Entry points the chatbot DAGs call: connection ids and params in, XCom-friendly dicts out."""
+
+from __future__ import annotations
+
+import logging
+
+from include.chatbot.config import DUCKDB_CONN_ID, POSTGRES_CONN_ID, duckdb_path
+from include.common.db import engine_for
+
+log = logging.getLogger(__name__)
+
+
+def migrate_postgres_task(target: str, seed: bool, conn_id: str = POSTGRES_CONN_ID) -> dict:
+    from include.chatbot.alembic_cli import migrate_postgres
+
+    engine = engine_for(conn_id)
+    try:
+        return migrate_postgres(engine, target, seed)
+    finally:
+        engine.dispose()
+
+
+def init_duckdb_task(conn_id: str = DUCKDB_CONN_ID) -> dict:
+    from include.chatbot.duckdb_store import init_duckdb
+
+    return init_duckdb(duckdb_path(conn_id))
+
+
+def db_init_summary(postgres: dict | None, duckdb: dict | None) -> dict:
+    summary = {"postgres": postgres or "skipped", "duckdb": duckdb or "skipped"}
+    log.info("chatbot_db_init: %s", summary)
+    return summary
