@@ -1,7 +1,7 @@
 """What a row must look like to be written to a DWH table, derived from the table's columns.
 
 The rules are read off the SQLAlchemy columns (:func:`column_rules`), so a column added to
-:mod:`include.dwh.tables` is validated the moment it exists: ``nullable=False`` makes a field
+:mod:`include.dwh.schema` is validated the moment it exists: ``nullable=False`` makes a field
 required, ``String(n)`` caps its length in characters (as VARCHAR(n) does on MySQL and PostgreSQL),
 integer columns bound their range, ``info["json"]`` text columns take JSON objects.
 
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from include.dwh.tables import SERVER_COLUMNS, writable_columns
+from include.dwh.schema import SERVER_COLUMNS, writable_columns
 
 Kind = Literal["string", "integer", "number", "boolean", "timestamp", "json"]
 

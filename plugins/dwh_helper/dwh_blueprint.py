@@ -12,7 +12,7 @@ give ``422 {"error": "validation failed", "detail", "errors": [{"row", "field", 
 "truncated"}``. A body that is not a JSON object with a non-empty ``data`` list (and nothing else)
 gives 400, another content type than JSON 415, an unknown table 404.
 
-``<table>`` is a slug of :data:`include.dwh.tables.TABLES` (``events-part``, ``mobile-devices``,
+``<table>`` is a slug of :data:`include.dwh.schema.TABLES` (``events-part``, ``mobile-devices``,
 ``permanent-user-properties``, ``technical-data``, ``event-properties``, ``user-properties``,
 ``user-locations``).
 
@@ -35,7 +35,7 @@ from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
 from dwh_helper.services import MAX_OFFSET, int_arg, read_body, services
 from include.dwh.batch_writer import read_rows, write_rows
-from include.dwh.tables import TABLES
+from include.dwh.schema import TABLES
 from include.dwh.validation import ValidationError, json_type_name
 
 dwh = Blueprint("dwh", __name__, url_prefix="/dwh")

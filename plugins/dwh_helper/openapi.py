@@ -2,7 +2,7 @@
 
 The rows of the ``/dwh/<table>`` endpoints are not written out here: their schemas are generated from
 :func:`include.dwh.validation.column_rules` (required, type, length, integer range) and the column
-comments of :mod:`include.dwh.tables`, the same rules the endpoint enforces, so a column added to a
+comments of :mod:`include.dwh.schema`, the same rules the endpoint enforces, so a column added to a
 table is documented the moment it is accepted. Limits that a deployment can change (rows per page,
 request size) come from the :class:`~dwh_helper.services.Settings` in force.
 
@@ -23,7 +23,7 @@ from dwh_helper.services import MAX_OFFSET, Settings
 from include.dwh.amplitude import MAX_RANGE_DAYS
 from include.dwh.appmetrica import POLL_INTERVAL_RANGE, POLL_TIMEOUT_RANGE
 from include.dwh.s3 import MAX_KEY_BYTES, MAX_LIST_KEYS
-from include.dwh.tables import TABLES
+from include.dwh.schema import TABLES
 from include.dwh.validation import ColumnRule, column_rules
 
 Schema = dict[str, Any]

@@ -54,7 +54,7 @@ from include.dwh.appmetrica import (
     load_settings,
 )
 from include.dwh.s3 import S3Store, StorageError
-from include.dwh.tables import create_all
+from include.dwh.schema import create_all
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from dwh_helper.app import api
 from dwh_helper.auth import Principal, TokenValidator, use_token_validator
 from dwh_helper.services import EXTENSION_KEY, Services, Settings
 from include.common.db import engine_for
-from include.dwh.tables import create_all
+from include.dwh.schema import create_all
 from sandbox.http import AsgiServer, serve_asgi
 
 #: The plugins folder, which Airflow (and pytest's ``pythonpath``) puts on sys.path.

@@ -25,7 +25,7 @@ from dwh_helper.auth import (
 )
 from dwh_helper.services import Services
 from include.dwh.s3 import S3Store
-from include.dwh.tables import events_part
+from include.dwh.schema import events_part
 from sandbox.http import serve_wsgi
 from sandbox.simulators.s3 import s3_client
 from tests.conftest import new_bucket

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from dwh_helper.services import Services, Settings
 from include.common.db import engine_for
-from include.dwh.tables import TABLES, create_all, events_part, row_from_event, tmp_event_properties
+from include.dwh.schema import TABLES, create_all, events_part, row_from_event, tmp_event_properties
 
 
 def amplitude_event(i: int) -> dict[str, Any]:

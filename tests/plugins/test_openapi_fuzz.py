@@ -33,7 +33,7 @@ from include.common.db import sqlite_engine
 from include.dwh.amplitude import AmplitudeCredentials
 from include.dwh.appmetrica import AppMetricaSettings
 from include.dwh.s3 import S3Store
-from include.dwh.tables import events_part, writable_columns
+from include.dwh.schema import events_part, writable_columns
 from sandbox.http import serve_asgi
 from sandbox.simulators.amplitude import AmplitudeSimulator
 from sandbox.simulators.appmetrica import AppMetricaSimulator

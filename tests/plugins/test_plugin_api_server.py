@@ -33,7 +33,7 @@ import dwh_helper_plugin  # before any test registers the blueprint: as in Airfl
 from dwh_helper.app import api
 from dwh_helper.auth import use_token_validator
 from dwh_helper.services import EXTENSION_KEY, Services
-from include.dwh.tables import events_part
+from include.dwh.schema import events_part
 from sandbox.simulators.amplitude import AmplitudeSimulator
 from sandbox.simulators.s3 import airflow_connection
 from tests.conftest import connection_env, new_bucket
