@@ -41,12 +41,12 @@ from typing import Any, Literal, cast
 import httpx
 
 from include.common.httputil import connection_base_url
+from include.dwh.config import AMPLITUDE_CONN_IDS
 
 log = logging.getLogger(__name__)
 
 Source = Literal["web", "mobile"]
 SOURCES: tuple[Source, ...] = ("web", "mobile")
-CONN_IDS: dict[str, str] = {"web": "amplitude_web", "mobile": "amplitude_mobile"}
 DEFAULT_BASE_URL = "https://amplitude.com"
 EU_BASE_URL = "https://analytics.eu.amplitude.com"
 EXPORT_PATH = "/api/2/export"
@@ -181,8 +181,8 @@ def credentials_from(
 
 
 def load_credentials(source: str) -> AmplitudeCredentials:
-    """The credentials of the source's connection (:data:`CONN_IDS`), read at run time."""
-    return load_connection_credentials(CONN_IDS[validate_source(source)])
+    """The credentials of the source's connection (:data:`include.dwh.config.AMPLITUDE_CONN_IDS`), read at run time."""
+    return load_connection_credentials(AMPLITUDE_CONN_IDS[validate_source(source)])
 
 
 def load_connection_credentials(conn_id: str) -> AmplitudeCredentials:

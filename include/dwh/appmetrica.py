@@ -61,11 +61,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from include.common.httputil import connection_base_url, retry_after_seconds
+from include.dwh.config import APPMETRICA_CONN_ID, APPMETRICA_EXPORTS_VARIABLE
 
 log = logging.getLogger(__name__)
 
-CONN_ID = "appmetrica_api"
-EXPORTS_VARIABLE = "appmetrica_exports"
 DEFAULT_BASE_URL = "https://api.appmetrica.yandex.net"
 STATUS_PATH = "/management/v1/logsapi/status"
 POLL_INTERVAL_RANGE = (0.1, 60.0)
@@ -204,7 +203,7 @@ class ExportDefinition:
         app = self.application_id or application_id
         if app is None:
             raise AppMetricaConfigError(
-                f"export {self.export_id!r} names no application_id and the {CONN_ID} connection's "
+                f"export {self.export_id!r} names no application_id and the {APPMETRICA_CONN_ID} connection's "
                 "extra has none either"
             )
         since, until = self.window(now)
@@ -342,7 +341,9 @@ def lookup_export(
     return item if isinstance(item, ExportDefinition) else parse_definition(export_id, item)
 
 
-def load_definitions(conn_id: str = CONN_ID, variable: str = EXPORTS_VARIABLE) -> dict[str, ExportDefinition]:
+def load_definitions(
+    conn_id: str = APPMETRICA_CONN_ID, variable: str = APPMETRICA_EXPORTS_VARIABLE
+) -> dict[str, ExportDefinition]:
     """The definitions saved in the connection's extra ``exports`` and in the Variable ``variable``,
     the Variable's winning on the same id. Reads Airflow: call it at run time, never at parse time."""
     from airflow.sdk import BaseHook, Variable
@@ -366,11 +367,13 @@ def settings_from(
     Airflow's HttpHook reads it (:func:`~include.common.httputil.connection_base_url`)."""
     application_id = extra.get("application_id")
     if application_id is not None and application_id != "":
-        application_id = _positive_int(application_id, f"{CONN_ID} extra application_id")
+        application_id = _positive_int(application_id, f"{APPMETRICA_CONN_ID} extra application_id")
     else:
         application_id = None
     if not token:
-        raise AppMetricaConfigError(f"{CONN_ID}: the OAuth token (the connection's password) is empty")
+        raise AppMetricaConfigError(
+            f"{APPMETRICA_CONN_ID}: the OAuth token (the connection's password) is empty"
+        )
     return AppMetricaSettings(
         token=token,
         base_url=connection_base_url(host, schema, port, default=DEFAULT_BASE_URL),
@@ -378,7 +381,7 @@ def settings_from(
     )
 
 
-def load_settings(conn_id: str = CONN_ID) -> AppMetricaSettings:
+def load_settings(conn_id: str = APPMETRICA_CONN_ID) -> AppMetricaSettings:
     """Read the connection (at run time) and register the token with Airflow's secrets masker."""
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret

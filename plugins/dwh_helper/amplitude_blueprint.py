@@ -33,7 +33,8 @@ from flask import Blueprint, Response, current_app
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import BadRequest
 
-from dwh_helper.services import EXTENSION_KEY, Services, register_upstream_errors, required_arg, services
+from dwh_helper.http_io import register_upstream_errors, required_arg
+from dwh_helper.services import EXTENSION_KEY, Services, services
 from include.common.workdir import remove_abandoned, work_directory
 from include.dwh.amplitude import (
     AmplitudeAuthError,

@@ -31,7 +31,8 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
 
-from dwh_helper.services import json_response, register_upstream_errors, required_arg, services
+from dwh_helper.http_io import json_response, register_upstream_errors, required_arg
+from dwh_helper.services import services
 from include.dwh.appmetrica import (
     AppMetricaAuthError,
     AppMetricaConfigError,

@@ -26,8 +26,9 @@ from markupsafe import escape
 from werkzeug.exceptions import NotFound
 
 from dwh_helper.auth import public
+from dwh_helper.http_io import json_response
 from dwh_helper.openapi import TITLE, openapi_document
-from dwh_helper.services import json_response, services
+from dwh_helper.services import services
 
 docs = Blueprint("docs", __name__)
 

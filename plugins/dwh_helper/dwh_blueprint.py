@@ -33,7 +33,8 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
-from dwh_helper.services import MAX_OFFSET, int_arg, read_body, services
+from dwh_helper.http_io import MAX_OFFSET, int_arg, read_body
+from dwh_helper.services import services
 from include.dwh.batch_writer import read_rows, write_rows
 from include.dwh.schema import TABLES
 from include.dwh.validation import ValidationError, json_type_name

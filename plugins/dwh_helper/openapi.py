@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from dwh_helper.auth import TOKEN_COOKIE
-from dwh_helper.services import MAX_OFFSET, Settings
+from dwh_helper.http_io import MAX_OFFSET
+from dwh_helper.services import Settings
 from include.dwh.amplitude import MAX_RANGE_DAYS
 from include.dwh.appmetrica import POLL_INTERVAL_RANGE, POLL_TIMEOUT_RANGE
 from include.dwh.s3 import MAX_KEY_BYTES, MAX_LIST_KEYS

@@ -41,7 +41,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from werkzeug.http import HTTP_STATUS_CODES
 
-from dwh_helper.services import body_limit, int_arg, json_response, required_arg, services
+from dwh_helper.http_io import body_limit, int_arg, json_response, required_arg
+from dwh_helper.services import services
 from include.dwh.s3 import MAX_LIST_KEYS, ObjectMeta, S3Error, validate_key
 
 log = logging.getLogger(__name__)

@@ -32,6 +32,7 @@ from include.dwh.amplitude import (
     export_week,
     load_credentials,
 )
+from include.dwh.config import AMPLITUDE_MOBILE_CONN_ID, AMPLITUDE_WEB_CONN_ID
 from sandbox.http import Response, SimulatedApi
 from sandbox.simulators.amplitude import AmplitudeSimulator
 from tests.conftest import set_connection
@@ -258,10 +259,10 @@ def test_a_connection_uri_without_a_scheme_in_its_host_exports_over_plain_http(m
 
 
 def test_credentials_come_from_the_source_connection(monkeypatch):
-    set_connection(monkeypatch, "amplitude_web", "http", login="web-key", password="web-secret-key")
+    set_connection(monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="web-key", password="web-secret-key")
     set_connection(
         monkeypatch,
-        "amplitude_mobile",
+        AMPLITUDE_MOBILE_CONN_ID,
         "http",
         login="m-key",
         password="m-secret-key",
@@ -271,12 +272,14 @@ def test_credentials_come_from_the_source_connection(monkeypatch):
     assert (web.api_key, web.base_url) == ("web-key", "https://amplitude.com")
     assert "web-secret-key" not in repr(web)
     assert (mobile.api_key, mobile.secret_key, mobile.base_url) == ("m-key", "m-secret-key", EU_BASE_URL)
-    set_connection(monkeypatch, "amplitude_web", "http", login="k", password="s", host="127.0.0.1", port=8080)
+    set_connection(
+        monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="k", password="s", host="127.0.0.1", port=8080
+    )
     assert load_credentials("web").base_url == "http://127.0.0.1:8080"  # no scheme, no schema: http
     set_connection(
-        monkeypatch, "amplitude_web", "http", login="k", password="s", host="eu.example", schema="https"
+        monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="k", password="s", host="eu.example", schema="https"
     )
     assert load_credentials("web").base_url == "https://eu.example"
-    set_connection(monkeypatch, "amplitude_web", "http", login="web-key", password="", host="x")
+    set_connection(monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="web-key", password="", host="x")
     with pytest.raises(AmplitudeConfigError, match="amplitude_web: login .* and password .* are required"):
         load_credentials("web")

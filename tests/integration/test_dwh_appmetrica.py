@@ -34,6 +34,7 @@ from include.dwh.appmetrica import (
     ping,
     validate_polling,
 )
+from include.dwh.config import APPMETRICA_CONN_ID
 from sandbox.simulators.appmetrica import AppMetricaSimulator
 from tests.conftest import set_connection
 
@@ -341,7 +342,7 @@ def test_settings_and_definitions_come_from_the_connection_and_the_variable(monk
     extra_exports = {"daily": EVENTS, "shared": {**EVENTS, "limit": 1}}
     set_connection(
         monkeypatch,
-        "appmetrica_api",
+        APPMETRICA_CONN_ID,
         "http",
         host="appmetrica.example.test",
         password="a-secret-oauth-token",

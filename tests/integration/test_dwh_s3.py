@@ -19,6 +19,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from include.dwh.config import S3_CONN_ID
 from include.dwh.s3 import (
     MIB,
     MIN_PART_SIZE,
@@ -82,7 +83,7 @@ def record_calls(store: S3Store) -> list[tuple[str, dict]]:
 def connect(monkeypatch, connection: dict) -> None:
     """Make ``connection`` (the JSON form, as :func:`airflow_connection` builds it) the ``dwh_s3`` one."""
     fields = dict(connection)
-    set_connection(monkeypatch, "dwh_s3", fields.pop("conn_type"), **fields)
+    set_connection(monkeypatch, S3_CONN_ID, fields.pop("conn_type"), **fields)
 
 
 def pending_uploads(store: S3Store) -> list:
