@@ -23,7 +23,8 @@ from dwh_helper.http_io import MAX_OFFSET
 from dwh_helper.services import Settings
 from include.dwh.amplitude import MAX_RANGE_DAYS
 from include.dwh.appmetrica import POLL_INTERVAL_RANGE, POLL_TIMEOUT_RANGE
-from include.dwh.s3 import MAX_KEY_BYTES, MAX_LIST_KEYS
+from include.dwh.s3 import MAX_LIST_KEYS
+from include.dwh.s3_keys import MAX_KEY_BYTES
 from include.dwh.schema import TABLES
 from include.dwh.validation import ColumnRule, column_rules
 

@@ -1,6 +1,6 @@
 """``/s3/...``: the objects of the DWH bucket (connection ``dwh_s3``), as the DWH Helper served them.
 
-``key`` is an object key (see :func:`include.dwh.s3.validate_key`). Every error answers
+``key`` is an object key (see :func:`include.dwh.s3_keys.validate_key`). Every error answers
 ``{"error", "detail"}``: 400 for a missing or invalid parameter (named), 404 for a missing object, 409
 when another writer changed the object during an update or patch (nothing was written), 413 for a
 body over ``max_request_bytes``, 415 for a write that is not ``multipart/form-data``, 416 for a patch
@@ -43,7 +43,8 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from dwh_helper.http_io import body_limit, int_arg, json_response, required_arg
 from dwh_helper.services import services
-from include.dwh.s3 import MAX_LIST_KEYS, ObjectMeta, S3Error, validate_key
+from include.dwh.s3 import MAX_LIST_KEYS, ObjectMeta
+from include.dwh.s3_keys import S3Error, validate_key
 
 log = logging.getLogger(__name__)
 

@@ -20,19 +20,18 @@ import pytest
 from botocore.config import Config
 
 from include.dwh.config import S3_CONN_ID
-from include.dwh.s3 import (
-    MIB,
-    MIN_PART_SIZE,
+from include.dwh.s3 import S3Store
+from include.dwh.s3_keys import (
     Conflict,
     InvalidArgument,
     InvalidKey,
     InvalidRange,
     NotFound,
-    S3Store,
     StorageError,
     validate_key,
     validate_prefix,
 )
+from include.dwh.s3_upload import MIB, MIN_PART_SIZE
 from sandbox.simulators.s3 import (
     SECRET_ACCESS_KEY,
     airflow_connection,

@@ -16,7 +16,8 @@ import pytest
 
 from dwh_helper.services import Services, Settings
 from include.dwh.config import S3_CONN_ID
-from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Download, S3Store
+from include.dwh.s3 import S3Download, S3Store
+from include.dwh.s3_upload import MIB, MIN_PART_SIZE
 from sandbox.simulators.s3 import (
     SECRET_ACCESS_KEY,
     airflow_connection,
