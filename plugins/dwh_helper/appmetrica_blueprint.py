@@ -35,17 +35,15 @@ from dwh_helper.http_io import json_response, register_upstream_errors, required
 from dwh_helper.services import services
 from include.dwh.appmetrica import (
     AppMetricaAuthError,
-    AppMetricaConfigError,
     AppMetricaError,
     AppMetricaRequestError,
     AppMetricaUnavailable,
     ExportTimeout,
-    UnknownExport,
     fetch_export,
-    lookup_export,
     ping,
     validate_polling,
 )
+from include.dwh.appmetrica_exports import AppMetricaConfigError, UnknownExport, lookup_export
 
 appmetrica = Blueprint("appmetrica", __name__, url_prefix="/appmetrica")
 

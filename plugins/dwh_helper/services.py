@@ -38,17 +38,11 @@ from flask import current_app
 
 from include.common.db import engine_for
 from include.dwh.amplitude import AmplitudeConfigError, AmplitudeCredentials, load_connection_credentials
-from include.dwh.appmetrica import (
-    POLL_INTERVAL_RANGE,
-    POLL_TIMEOUT_RANGE,
-    AppMetricaConfigError,
-    AppMetricaSettings,
-    ExportDefinition,
-    load_definitions,
-    load_settings,
-)
+from include.dwh.appmetrica import POLL_INTERVAL_RANGE, POLL_TIMEOUT_RANGE, AppMetricaSettings, load_settings
+from include.dwh.appmetrica_exports import AppMetricaConfigError, ExportDefinition, load_definitions
 from include.dwh.config import AMPLITUDE_CONN_IDS, APPMETRICA_CONN_ID, DWH_CONN_ID, S3_CONN_ID
-from include.dwh.s3 import S3Store, StorageError
+from include.dwh.s3 import S3Store
+from include.dwh.s3_keys import StorageError
 from include.dwh.schema import create_all
 
 log = logging.getLogger(__name__)

@@ -19,20 +19,22 @@ import pytest
 
 from include.dwh.appmetrica import (
     AppMetricaAuthError,
-    AppMetricaConfigError,
     AppMetricaRequestError,
     AppMetricaSettings,
     AppMetricaUnavailable,
     ExportTimeout,
-    UnknownExport,
     fetch_export,
-    load_definitions,
     load_settings,
+    ping,
+    validate_polling,
+)
+from include.dwh.appmetrica_exports import (
+    AppMetricaConfigError,
+    UnknownExport,
+    load_definitions,
     lookup_export,
     parse_definition,
     parse_definitions,
-    ping,
-    validate_polling,
 )
 from include.dwh.config import APPMETRICA_CONN_ID
 from sandbox.simulators.appmetrica import AppMetricaSimulator
