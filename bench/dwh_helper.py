@@ -139,7 +139,7 @@ def _serve(setup: ServerSetup, ready: Connection) -> None:
     from werkzeug.serving import make_server
 
     from dwh_helper.app import create_app
-    from dwh_helper.auth import InvalidToken, Principal, use_token_validator
+    from dwh_helper.auth import InvalidTokenError, Principal, use_token_validator
     from dwh_helper.services import Services, Settings
 
     class BenchTokens:
@@ -147,7 +147,7 @@ def _serve(setup: ServerSetup, ready: Connection) -> None:
 
         def authenticate(self, token: str) -> Principal:
             if token != TOKEN:
-                raise InvalidToken("Not the benchmark's token.")
+                raise InvalidTokenError("Not the benchmark's token.")
             return Principal("bench")
 
         def may_read(self, principal: Principal) -> bool:

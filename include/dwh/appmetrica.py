@@ -61,11 +61,11 @@ class AppMetricaRequestError(AppMetricaError):
     """The API refused the export's parameters (400); the message carries the API's explanation."""
 
 
-class AppMetricaUnavailable(AppMetricaError):
+class AppMetricaUnavailableError(AppMetricaError):
     """The API failed (5xx, or no answer) for longer than the bounded retries allow."""
 
 
-class ExportTimeout(AppMetricaError):
+class ExportTimeoutError(AppMetricaError):
     """The export was not ready within ``poll_timeout``. The API keeps preparing it: asking for the
     same window again later polls that export instead of queueing another (a ``today`` period ends at
     the time of the fetch, so it asks for a new window each time)."""
@@ -159,19 +159,21 @@ async def ping(settings: AppMetricaSettings) -> dict[str, Any]:
     """Whether the Logs API is available to this token, and how long the answer took.
 
     Returns ``{"available", "status", "latency_ms", "base_url"}``. Raises
-    :class:`AppMetricaAuthError` when the token is refused and :class:`AppMetricaUnavailable` when the
+    :class:`AppMetricaAuthError` when the token is refused and :class:`AppMetricaUnavailableError` when the
     API cannot be reached or fails; there are no retries, a ping reports the present."""
     async with _client(settings) as http:
         started = time.perf_counter()
         try:
             response = await http.get(STATUS_PATH)
         except httpx.TransportError as exc:
-            raise AppMetricaUnavailable(f"AppMetrica at {settings.base_url}: {type(exc).__name__}") from None
+            raise AppMetricaUnavailableError(
+                f"AppMetrica at {settings.base_url}: {type(exc).__name__}"
+            ) from None
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
     if response.status_code in (401, 403):
         _raise_for_refusal(response, "the Logs API status")
     if response.status_code != 200:
-        raise AppMetricaUnavailable(f"AppMetrica Logs API status: HTTP {response.status_code}")
+        raise AppMetricaUnavailableError(f"AppMetrica Logs API status: HTTP {response.status_code}")
     try:
         status = response.json()["logs_api_availability_status"]
     except (ValueError, KeyError, TypeError):
@@ -199,7 +201,7 @@ async def fetch_export(
     as ``Retry-After`` says, or exponentially longer from ``poll_interval`` up to
     ``settings.backoff_cap_s``, and ask again. 5xx or no answer: the same backoff, at most
     ``settings.server_retries`` times in a row. All of it within ``poll_timeout`` seconds, else
-    :class:`ExportTimeout`. ``fresh`` asks the API for a new file instead of one prepared earlier (until
+    :class:`ExportTimeoutError`. ``fresh`` asks the API for a new file instead of one prepared earlier (until
     the API accepts the export; polls never send it, or each poll would restart the export).
 
     Returns ``{"export_id", "resource", "format", "date_since", "date_until", "rows", "count",
@@ -254,13 +256,13 @@ async def fetch_export(
                 else:
                     failures += 1
                     if failures > settings.server_retries:
-                        raise AppMetricaUnavailable(
+                        raise AppMetricaUnavailableError(
                             f"AppMetrica export {export_id!r} failed {failures} times in a row; last: {last}"
                         )
                     wait = _backoff(retry_after, poll_interval, failures, settings.backoff_cap_s)
                 remaining = poll_timeout - (time.monotonic() - started)
                 if wait > remaining:
-                    raise ExportTimeout(
+                    raise ExportTimeoutError(
                         f"AppMetrica export {export_id!r}: after {last} the next try is due in {wait:g} s, "
                         f"past poll_timeout={poll_timeout:g} s",
                         export_id=export_id,
@@ -271,7 +273,7 @@ async def fetch_export(
                 await asyncio.sleep(wait)
     except TimeoutError:
         elapsed = round(time.monotonic() - started, 3)
-        raise ExportTimeout(
+        raise ExportTimeoutError(
             f"AppMetrica export {export_id!r} was not ready within poll_timeout={poll_timeout:g} s "
             f"({polls} requests); the API keeps preparing it, fetch it again later",
             export_id=export_id,

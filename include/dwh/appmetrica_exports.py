@@ -72,7 +72,7 @@ class AppMetricaConfigError(ValueError):
     names the field."""
 
 
-class UnknownExport(LookupError):
+class UnknownExportError(LookupError):
     """No export definition has this id."""
 
 
@@ -278,7 +278,7 @@ def lookup_export(
     item = definitions.get(export_id)
     if item is None:
         known = ", ".join(sorted(definitions)) or "none"
-        raise UnknownExport(f"no AppMetrica export is defined with id {export_id!r} (defined: {known})")
+        raise UnknownExportError(f"no AppMetrica export is defined with id {export_id!r} (defined: {known})")
     return item if isinstance(item, ExportDefinition) else parse_definition(export_id, item)
 
 

@@ -12,7 +12,7 @@ and every write (upload, update, patch) goes through :class:`~include.dwh.s3_upl
 holds at most one part in memory and makes update and patch conditional on the ETag they read first
 (see :mod:`include.dwh.s3_upload`).
 
-Deleting a key that does not exist raises :class:`~include.dwh.s3_keys.NotFound` although S3's DELETE is
+Deleting a key that does not exist raises :class:`~include.dwh.s3_keys.NotFoundError` although S3's DELETE is
 idempotent: the original service's behaviour is not documented, and a client that deletes a mistyped key
 should hear so. The existence check is a HEAD before the DELETE, so a delete racing another delete still
 answers ``deleted``.
@@ -34,10 +34,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from include.dwh.config import S3_CONN_ID
 from include.dwh.s3_keys import (
-    Conflict,
-    InvalidArgument,
-    InvalidRange,
-    NotFound,
+    ConflictError,
+    InvalidArgumentError,
+    InvalidRangeError,
+    NotFoundError,
     S3Error,
     StorageError,
     validate_key,
@@ -74,7 +74,7 @@ def _continuation_token(prefix: str, last_key: str) -> str:
 
 
 def _listed_after(token: str, prefix: str) -> str:
-    """The last key listed before the page ``token`` asks for; :class:`InvalidArgument` for anything
+    """The last key listed before the page ``token`` asks for; :class:`InvalidArgumentError` for anything
     :func:`_continuation_token` did not make for this ``prefix``."""
     try:
         position = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
@@ -82,7 +82,7 @@ def _listed_after(token: str, prefix: str) -> str:
         position = None
     after = position.get("after") if isinstance(position, dict) else None
     if not isinstance(after, str) or position.get("prefix") != prefix or not after.startswith(prefix):
-        raise InvalidArgument(
+        raise InvalidArgumentError(
             "continuation must be the next_token of a previous page of the same listing (same prefix)"
         )
     return after
@@ -211,7 +211,7 @@ class S3Store:
         """
         validate_prefix(prefix)
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or not 1 <= max_keys <= MAX_LIST_KEYS:
-            raise InvalidArgument(f"max_keys must be an integer from 1 to {MAX_LIST_KEYS}")
+            raise InvalidArgumentError(f"max_keys must be an integer from 1 to {MAX_LIST_KEYS}")
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if continuation:
             params["StartAfter"] = _listed_after(continuation, prefix)
@@ -247,13 +247,13 @@ class S3Store:
         }
 
     def head(self, key: str) -> ObjectMeta:
-        """The object's metadata, without opening its bytes; raises :class:`NotFound` when it does not
+        """The object's metadata, without opening its bytes; raises :class:`NotFoundError` when it does not
         exist."""
         validate_key(key)
         return ObjectMeta.from_response(key, self._require(key, "download"))
 
     def download(self, key: str) -> S3Download:
-        """Open the object for streaming; raises :class:`NotFound` when it does not exist."""
+        """Open the object for streaming; raises :class:`NotFoundError` when it does not exist."""
         validate_key(key)
         with self.translate_errors("download", key):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
@@ -272,7 +272,7 @@ class S3Store:
             return writer.finish()
 
     def update(self, key: str, fileobj: Readable, content_type: str | None = None) -> dict[str, Any]:
-        """Replace an existing object; :class:`NotFound` if there is none, :class:`Conflict` if it
+        """Replace an existing object; :class:`NotFoundError` if there is none, :class:`ConflictError` if it
         changes meanwhile. Its content type (unless given) and user metadata are kept."""
         validate_key(key)
         head = self._require(key, "update")
@@ -291,17 +291,17 @@ class S3Store:
         """Write the bytes of ``fileobj`` at ``offset`` of an existing object.
 
         They replace the bytes at ``[offset, offset + n)`` and extend the object when they run past its
-        end; ``offset == size`` appends. An offset beyond the end raises :class:`InvalidRange`, a
-        negative one :class:`InvalidArgument`. An empty patch writes nothing and answers the object as
+        end; ``offset == size`` appends. An offset beyond the end raises :class:`InvalidRangeError`, a
+        negative one :class:`InvalidArgumentError`. An empty patch writes nothing and answers the object as
         it is. Content type and user metadata are kept.
         """
         validate_key(key)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidArgument("offset must be a non-negative integer")
+            raise InvalidArgumentError("offset must be a non-negative integer")
         head = self._require(key, "patch")
         size = head["ContentLength"]
         if offset > size:
-            raise InvalidRange(
+            raise InvalidRangeError(
                 f"offset {offset} is beyond the end of {key!r} ({size} bytes); offset {size} appends"
             )
         first = fileobj.read(CHUNK_SIZE)
@@ -323,7 +323,7 @@ class S3Store:
             return writer.finish()
 
     def delete(self, key: str) -> dict[str, Any]:
-        """Delete the object; :class:`NotFound` if it does not exist. In a versioned bucket the answer's
+        """Delete the object; :class:`NotFoundError` if it does not exist. In a versioned bucket the answer's
         ``version_id`` is the delete marker's, and earlier versions remain."""
         validate_key(key)
         self._require(key, "delete")
@@ -338,13 +338,13 @@ class S3Store:
         try:
             with self.translate_errors(action, key):
                 return self.client.head_object(Bucket=self.bucket, Key=key)
-        except NotFound:
+        except NotFoundError:
             return None
 
     def _require(self, key: str, action: str) -> dict[str, Any]:
         head = self._head(key, action)
         if head is None:
-            raise NotFound(f"object {key!r} does not exist in bucket {self.bucket!r}")
+            raise NotFoundError(f"object {key!r} does not exist in bucket {self.bucket!r}")
         return head
 
     @contextlib.contextmanager
@@ -366,14 +366,14 @@ class S3Store:
         if code == "NoSuchBucket":
             return StorageError(f"bucket {self.bucket!r} does not exist")
         if code in ("NoSuchKey", "NotFound", "404"):  # HEAD answers carry no body, hence the bare status
-            return NotFound(f"object {key!r} does not exist in bucket {self.bucket!r}")
+            return NotFoundError(f"object {key!r} does not exist in bucket {self.bucket!r}")
         if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-            return Conflict(f"object {key!r} was changed by another writer during the {action}; retry")
+            return ConflictError(f"object {key!r} was changed by another writer during the {action}; retry")
         if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return StorageError(
                 f"the S3 store refused the {action} of {key!r} ({code or status}); "
                 "check the connection's credentials and permissions"
             )
         if action == "list" and code == "InvalidArgument":
-            return InvalidArgument(f"cannot list {key!r}: {message}")
+            return InvalidArgumentError(f"cannot list {key!r}: {message}")
         return StorageError(f"S3 {action} of {key!r} failed: {code or status}: {message}")

@@ -25,29 +25,29 @@ class S3Error(Exception):
     status: ClassVar[int] = 500
 
 
-class InvalidArgument(S3Error):
+class InvalidArgumentError(S3Error):
     """The request itself is wrong (a parameter out of range, a bad continuation token)."""
 
     status = 400
 
 
-class InvalidKey(InvalidArgument):
+class InvalidKeyError(InvalidArgumentError):
     """The key (or prefix) breaks the rules of :func:`validate_key`."""
 
 
-class InvalidRange(InvalidArgument):
+class InvalidRangeError(InvalidArgumentError):
     """A patch offset lies beyond the end of the object (appending is ``offset == size``)."""
 
     status = 416
 
 
-class NotFound(S3Error):
+class NotFoundError(S3Error):
     """The object does not exist."""
 
     status = 404
 
 
-class Conflict(S3Error):
+class ConflictError(S3Error):
     """Another writer changed the object while this operation ran; nothing was written."""
 
     status = 409
@@ -60,21 +60,21 @@ class StorageError(S3Error):
 
 
 def validate_key(key: str) -> str:
-    """Return ``key`` if it is a usable object key, else raise :class:`InvalidKey` saying why."""
+    """Return ``key`` if it is a usable object key, else raise :class:`InvalidKeyError` saying why."""
     if not isinstance(key, str) or not key:
-        raise InvalidKey("key must be a non-empty string")
+        raise InvalidKeyError("key must be a non-empty string")
     _check_name(key, "key", whole_segments=True)
     return key
 
 
 def validate_prefix(prefix: str) -> str:
-    """Return ``prefix`` if it can start a key (empty lists the whole bucket), else raise :class:`InvalidKey`.
+    """Return ``prefix`` if it can start a key (empty lists the whole bucket), else raise :class:`InvalidKeyError`.
 
     Its last segment may be a partial name, so a trailing ``.`` or ``..`` is allowed (``reports/.`` is a
     prefix of ``reports/.hidden``).
     """
     if not isinstance(prefix, str):
-        raise InvalidKey("prefix must be a string")
+        raise InvalidKeyError("prefix must be a string")
     if prefix:
         _check_name(prefix, "prefix", whole_segments=False)
     return prefix
@@ -84,18 +84,18 @@ def _check_name(value: str, field: str, *, whole_segments: bool) -> None:
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
-        raise InvalidKey(f"{field} is not valid Unicode text (it holds a lone surrogate)") from None
+        raise InvalidKeyError(f"{field} is not valid Unicode text (it holds a lone surrogate)") from None
     if size > MAX_KEY_BYTES:
-        raise InvalidKey(f"{field} is {size} bytes long in UTF-8; S3 allows at most {MAX_KEY_BYTES}")
+        raise InvalidKeyError(f"{field} is {size} bytes long in UTF-8; S3 allows at most {MAX_KEY_BYTES}")
     control = next((char for char in value if unicodedata.category(char) == "Cc"), None)
     if control is not None:
-        raise InvalidKey(f"{field} contains the control character U+{ord(control):04X}")
+        raise InvalidKeyError(f"{field} contains the control character U+{ord(control):04X}")
     if "\\" in value:
-        raise InvalidKey(f"{field} contains a backslash; separate folders with '/'")
+        raise InvalidKeyError(f"{field} contains a backslash; separate folders with '/'")
     if value.startswith("/"):
-        raise InvalidKey(f"{field} must not start with '/'")
+        raise InvalidKeyError(f"{field} must not start with '/'")
     segments = value.split("/")
     if not whole_segments:
         segments = segments[:-1]
     if any(segment in (".", "..") for segment in segments):
-        raise InvalidKey(f"{field} must not contain '.' or '..' path segments")
+        raise InvalidKeyError(f"{field} must not contain '.' or '..' path segments")

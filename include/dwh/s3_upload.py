@@ -16,7 +16,7 @@ wins). They read the object's ETag first and
 make every later request conditional on it (``IfMatch`` on the ranged GETs, PutObject and
 CompleteMultipartUpload; ``CopySourceIfMatch`` on the copies; a versioned bucket's copies are also
 pinned to the version read). When another writer got there first, the operation raises
-:class:`Conflict` and writes nothing; the caller retries with fresh data. Some S3-compatible stores
+:class:`ConflictError` and writes nothing; the caller retries with fresh data. Some S3-compatible stores
 (moto 5.2 among them) ignore ``IfMatch`` on CompleteMultipartUpload, so the writer re-reads the ETag
 just before completing: on those stores a change in the last milliseconds can still slip through; on
 S3 itself the condition is atomic.
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.dwh.s3_keys import Conflict, InvalidArgument
+from include.dwh.s3_keys import ConflictError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from include.dwh.s3 import S3Store
@@ -171,7 +171,7 @@ class ObjectWriter:
         if self._if_match:
             current = self._client.head_object(Bucket=self._store.bucket, Key=self._key)
             if current["ETag"] != self._if_match:
-                raise Conflict(
+                raise ConflictError(
                     f"object {self._key!r} was changed by another writer during the {self._action}; retry"
                 )
             args["IfMatch"] = self._if_match
@@ -241,7 +241,7 @@ class ObjectWriter:
     def _started(self) -> str:
         """The multipart upload's id, starting it on first use; refuses a part beyond S3's 10,000th."""
         if len(self._parts) >= MAX_PARTS:
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"object {self._key!r} would need more than {MAX_PARTS} parts of "
                 f"{self._store.part_size} bytes; configure a larger part_size"
             )

@@ -40,9 +40,9 @@ from include.dwh.amplitude import (
     AmplitudeAuthError,
     AmplitudeConfigError,
     AmplitudeError,
-    AmplitudeTimeout,
-    ExportTooLarge,
-    NoData,
+    AmplitudeTimeoutError,
+    ExportTooLargeError,
+    NoDataError,
     export_week,
     validate_range,
     validate_source,
@@ -58,9 +58,9 @@ _CHUNK_BYTES = 1024 * 1024
 
 #: Status of each failure, the most specific class first (looked up along the exception's MRO).
 ERROR_STATUS: dict[type[Exception], int] = {
-    NoData: 404,
-    ExportTooLarge: 400,
-    AmplitudeTimeout: 504,
+    NoDataError: 404,
+    ExportTooLargeError: 400,
+    AmplitudeTimeoutError: 504,
     AmplitudeAuthError: 502,
     AmplitudeError: 502,
 }

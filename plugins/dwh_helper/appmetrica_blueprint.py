@@ -37,23 +37,23 @@ from include.dwh.appmetrica import (
     AppMetricaAuthError,
     AppMetricaError,
     AppMetricaRequestError,
-    AppMetricaUnavailable,
-    ExportTimeout,
+    AppMetricaUnavailableError,
+    ExportTimeoutError,
     fetch_export,
     ping,
     validate_polling,
 )
-from include.dwh.appmetrica_exports import AppMetricaConfigError, UnknownExport, lookup_export
+from include.dwh.appmetrica_exports import AppMetricaConfigError, UnknownExportError, lookup_export
 
 appmetrica = Blueprint("appmetrica", __name__, url_prefix="/appmetrica")
 
 #: Status of each failure, the most specific class first (looked up along the exception's MRO).
 ERROR_STATUS: dict[type[Exception], int] = {
-    UnknownExport: 404,
-    ExportTimeout: 504,
+    UnknownExportError: 404,
+    ExportTimeoutError: 504,
     AppMetricaAuthError: 502,
     AppMetricaRequestError: 502,
-    AppMetricaUnavailable: 503,
+    AppMetricaUnavailableError: 503,
     AppMetricaConfigError: 503,
     AppMetricaError: 502,
 }
@@ -63,7 +63,7 @@ _FALSE = frozenset({"false", "0", "no"})
 
 def _timeout_details(exc: Exception) -> dict[str, Any]:
     """A timed-out export says how long it was polled, so the caller can choose a longer timeout."""
-    if isinstance(exc, ExportTimeout):
+    if isinstance(exc, ExportTimeoutError):
         return {"export_id": exc.export_id, "polls": exc.polls, "elapsed_s": exc.elapsed_s}
     return {}
 

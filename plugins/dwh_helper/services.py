@@ -56,7 +56,7 @@ SETTINGS_TTL_SECONDS = 60.0
 T = TypeVar("T")
 
 
-class ServiceNotConfigured(RuntimeError):
+class ServiceNotConfiguredError(RuntimeError):
     """A client the request needs has no factory: this deployment does not offer that endpoint."""
 
 
@@ -169,7 +169,7 @@ class Lazy(Generic[T]):
             with self._lock:
                 if not self._built:
                     if self._factory is None:
-                        raise ServiceNotConfigured(f"{self.name} is not configured in this deployment")
+                        raise ServiceNotConfiguredError(f"{self.name} is not configured in this deployment")
                     self._value = self._factory()
                     self._built = True
         return self._value  # type: ignore[return-value]
@@ -297,13 +297,13 @@ def _amplitude_from_connection(conn_id: str) -> AmplitudeCredentials:
 
 @contextlib.contextmanager
 def _usable_connection(conn_id: str, config_error: type[Exception]) -> Generator[None]:
-    """Report a connection that does not exist or cannot be used as :class:`ServiceNotConfigured`:
+    """Report a connection that does not exist or cannot be used as :class:`ServiceNotConfiguredError`:
     the deployment lacks it, which no request can fix."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         yield
     except AirflowNotFoundException:
-        raise ServiceNotConfigured(f"the Airflow connection {conn_id!r} is not defined") from None
+        raise ServiceNotConfiguredError(f"the Airflow connection {conn_id!r} is not defined") from None
     except config_error as exc:
-        raise ServiceNotConfigured(str(exc)) from None
+        raise ServiceNotConfiguredError(str(exc)) from None

@@ -26,9 +26,9 @@ from include.dwh.amplitude import (
     AmplitudeConfigError,
     AmplitudeCredentials,
     AmplitudeError,
-    AmplitudeTimeout,
-    ExportTooLarge,
-    NoData,
+    AmplitudeTimeoutError,
+    ExportTooLargeError,
+    NoDataError,
     export_week,
     load_credentials,
 )
@@ -139,9 +139,9 @@ def test_archive_is_named_after_the_iso_week_of_start(tmp_path, start, end, name
 
 def test_no_data_in_range_is_no_data(tmp_path):
     with running() as (simulator, credentials):
-        with pytest.raises(NoData, match=r"Amplitude web export 20191201\.\.20191231: no data"):
+        with pytest.raises(NoDataError, match=r"Amplitude web export 20191201\.\.20191231: no data"):
             export_week("20191201", "20191231", "web", credentials["web"], tmp_path)
-        with pytest.raises(NoData):
+        with pytest.raises(NoDataError):
             export_week("20240401", "20240407", "web", credentials["web"], tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -150,7 +150,7 @@ def test_an_export_over_the_size_limit_is_too_large(tmp_path):
     # One day of 100 events an hour is about 3.9 MB of NDJSON; two days are over a 5 MB limit.
     with running(events_per_hour=100, max_export_bytes=5_000_000) as (_, credentials):
         assert export_week("20240205", "20240205", "web", credentials["web"], tmp_path).events == 2_400
-        with pytest.raises(ExportTooLarge, match="HTTP 400.*exceed the limit of 5000000 bytes"):
+        with pytest.raises(ExportTooLargeError, match="HTTP 400.*exceed the limit of 5000000 bytes"):
             export_week("20240205", "20240206", "web", credentials["web"], tmp_path / "two-days")
     assert list((tmp_path / "two-days").iterdir()) == []
 
@@ -158,7 +158,7 @@ def test_an_export_over_the_size_limit_is_too_large(tmp_path):
 def test_timeouts_and_wrong_credentials(tmp_path):
     with running(events_per_hour=5) as (simulator, credentials):
         simulator.faults.fail_next(504)
-        with pytest.raises(AmplitudeTimeout, match="HTTP 504"):
+        with pytest.raises(AmplitudeTimeoutError, match="HTTP 504"):
             export_week("20240205", "20240205", "web", credentials["web"], tmp_path)
         web = credentials["web"]
         for wrong in (
