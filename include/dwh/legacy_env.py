@@ -1,4 +1,4 @@
-"""The DWH Helper's legacy ``.env`` keys (seed 004), registered with :mod:`include.common.legacy_env`.
+"""The DWH helper service's legacy ``.env`` keys, registered with :mod:`include.common.legacy_env`.
 
 ``DWH_DATABASE_URL`` (a SQLAlchemy URL) becomes the ``dwh_db`` connection, ``S3_*`` the ``dwh_s3``
 (aws) connection, ``APPMETRICA_*`` the ``appmetrica_api`` connection, ``AMPLITUDE_{WEB,MOBILE}_*`` the

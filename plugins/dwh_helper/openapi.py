@@ -7,8 +7,8 @@ table is documented the moment it is accepted. Limits that a deployment can chan
 request size) come from the :class:`~dwh_helper.services.Settings` in force.
 
 The S3, AppMetrica and Amplitude operations describe the contracts of :mod:`include.dwh.s3`,
-:mod:`include.dwh.appmetrica` and :mod:`include.dwh.amplitude`, in the DWH Helper's response shapes
-(seed 004). Errors are always ``{"error", "detail"}`` JSON; 502, 503 and 504 report the upstream
+:mod:`include.dwh.appmetrica` and :mod:`include.dwh.amplitude`, in the response shapes of
+the DWH helper service. Errors are always ``{"error", "detail"}`` JSON; 502, 503 and 504 report the upstream
 (S3, AppMetrica, Amplitude) failing, missing from this deployment, or too slow.
 """
 

@@ -62,8 +62,8 @@ class ServiceNotConfiguredError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Tunables of the DWH helper, with the seed's defaults; inside Airflow, Airflow Variables override
-    them (see :data:`SETTING_VARIABLES` and :meth:`from_airflow_variables`)."""
+    """Tunables of the DWH helper, with the DWH helper service's defaults; inside Airflow, Airflow
+    Variables override them (see :data:`SETTING_VARIABLES` and :meth:`from_airflow_variables`)."""
 
     #: Rows per INSERT (``DWH_MAX_ROWS_PER_INSERT``).
     max_rows_per_insert: int = 1000
@@ -130,7 +130,7 @@ _COUNT_SETTINGS = (
     "max_read_limit",
 )
 
-#: Setting -> the Airflow Variable that overrides it. The AppMetrica ones keep the seed's names, which
+#: Setting -> the Airflow Variable that overrides it. The AppMetrica ones keep the DWH helper service's names, which
 #: the AppMetrica export DAGs read too.
 SETTING_VARIABLES = {
     "max_rows_per_insert": "dwh_max_rows_per_insert",
