@@ -32,8 +32,11 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
 
 from dwh_helper.http_io import json_response, register_upstream_errors, required_arg
-from dwh_helper.services import services
+from dwh_helper.openapi_parts import errors, json_content, query, ref, seconds
+from dwh_helper.services import Settings, services
 from include.dwh.appmetrica import (
+    POLL_INTERVAL_RANGE,
+    POLL_TIMEOUT_RANGE,
     AppMetricaAuthError,
     AppMetricaError,
     AppMetricaRequestError,
@@ -115,3 +118,70 @@ def _flag(name: str) -> bool:
     if not raw or raw.lower() in _FALSE:
         return False
     raise BadRequest(f"Query parameter {name!r} must be true or false, got {raw!r}.")
+
+
+# ------------------------------------------------------------------------------------------ OpenAPI
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    return {
+        "/appmetrica/ping": {
+            "get": {
+                "tags": ["appmetrica"],
+                "operationId": "appmetricaPing",
+                "summary": "Whether the Logs API is available to the configured token",
+                "responses": {
+                    "200": json_content("The Logs API is enabled.", ref("AppMetricaPing")),
+                    **errors("Unauthorized", "BadGateway"),
+                    "503": json_content(
+                        "AppMetrica says the Logs API is disabled (the status, `available` false), or it "
+                        "cannot be reached, or the connection is not configured (an error).",
+                        {"anyOf": [ref("AppMetricaPing"), ref("Error")]},
+                    ),
+                },
+            }
+        },
+        "/appmetrica/fetch-export": {
+            "get": {
+                "tags": ["appmetrica"],
+                "operationId": "appmetricaFetchExport",
+                "summary": "Fetch a saved export, polling until AppMetrica has prepared it",
+                "description": (
+                    "Export definitions are saved under an id in the Airflow Variable "
+                    "`appmetrica_exports` or the `appmetrica_api` connection's extra `exports`."
+                ),
+                "parameters": [
+                    query(
+                        "export_id",
+                        {"type": "string", "minLength": 1},
+                        "The saved export's id.",
+                        required=True,
+                    ),
+                    query(
+                        "poll_interval",
+                        seconds(POLL_INTERVAL_RANGE, settings.appmetrica_poll_interval_seconds),
+                        "Seconds between polls.",
+                    ),
+                    query(
+                        "poll_timeout",
+                        seconds(POLL_TIMEOUT_RANGE, settings.appmetrica_poll_timeout_seconds),
+                        "Seconds to wait for the export in all.",
+                    ),
+                    query(
+                        "fresh",
+                        {"type": "boolean", "default": False},
+                        "Ask for a new file instead of one AppMetrica prepared in the last 24 hours.",
+                    ),
+                ],
+                "responses": {
+                    "200": json_content("The export's rows.", ref("AppMetricaExport")),
+                    **errors("BadRequest", "Unauthorized", "NotFound", "BadGateway", "ServiceUnavailable"),
+                    "504": json_content(
+                        "The export was not ready within `poll_timeout`; AppMetrica keeps preparing it, so "
+                        "asking again later polls the same export.",
+                        ref("ExportTimeout"),
+                    ),
+                },
+            }
+        },
+    }
