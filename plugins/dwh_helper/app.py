@@ -24,7 +24,10 @@ Adding an endpoint group (``/s3``, ``/appmetrica``, ``/amplitude``)::
         client = services().s3()   # dwh_helper.services.services
         ...
 
-    # here, next to the /dwh line below
+    def openapi_paths() -> dict[str, Any]:   # its operations, tagged "s3"
+        ...
+
+    # here, next to the /dwh line below, and in dwh_helper.openapi.openapi_document
     api.register_blueprint(s3)
 
 Children must be registered here, at import time: Flask refuses new children once the parent has
