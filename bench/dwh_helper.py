@@ -7,7 +7,7 @@ the timing begins. Requests carry a Bearer token, which the server checks with a
 benchmark's: Airflow's auth manager only runs inside Airflow's API server.
 
 1. ``POST /dwh-helper/dwh/events-part``. ``--rows`` ``events_part`` rows, made by
-   :func:`~include.dwh.tables.row_from_event` from the Amplitude simulator's events (half web, half
+   :func:`~include.dwh.schema.row_from_event` from the Amplitude simulator's events (half web, half
    mobile), are sent as one JSON body ``{"data": [...]}``; the server's warm-up is a POST of ten rows,
    emptied before the run. Contenders, on PostgreSQL (a throwaway database on 127.0.0.1:5432) and then
    on SQLite (a file, in WAL mode as the pipelines use it), ``--repeat`` times each, taking turns
@@ -69,7 +69,7 @@ import sqlalchemy as sa
 from bench.common import Contender, FreshWorker, Measure, interleave, peak_rss_mb, report, verdict
 from include.common.db import sqlite_engine
 from include.dwh.amplitude import CHUNK_BYTES, AmplitudeCredentials
-from include.dwh.tables import create_all, events_part, row_from_event, writable_columns
+from include.dwh.schema import create_all, events_part, row_from_event, writable_columns
 from sandbox.simulators.amplitude import AmplitudeSimulator
 
 PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
@@ -139,7 +139,7 @@ def _serve(setup: ServerSetup, ready: Connection) -> None:
     from werkzeug.serving import make_server
 
     from dwh_helper.app import create_app
-    from dwh_helper.auth import InvalidToken, Principal, use_token_validator
+    from dwh_helper.auth import InvalidTokenError, Principal, use_token_validator
     from dwh_helper.services import Services, Settings
 
     class BenchTokens:
@@ -147,7 +147,7 @@ def _serve(setup: ServerSetup, ready: Connection) -> None:
 
         def authenticate(self, token: str) -> Principal:
             if token != TOKEN:
-                raise InvalidToken("Not the benchmark's token.")
+                raise InvalidTokenError("Not the benchmark's token.")
             return Principal("bench")
 
         def may_read(self, principal: Principal) -> bool:

@@ -41,12 +41,12 @@ from typing import Any, Literal, cast
 import httpx
 
 from include.common.httputil import connection_base_url
+from include.dwh.config import AMPLITUDE_CONN_IDS
 
 log = logging.getLogger(__name__)
 
 Source = Literal["web", "mobile"]
 SOURCES: tuple[Source, ...] = ("web", "mobile")
-CONN_IDS: dict[str, str] = {"web": "amplitude_web", "mobile": "amplitude_mobile"}
 DEFAULT_BASE_URL = "https://amplitude.com"
 EU_BASE_URL = "https://analytics.eu.amplitude.com"
 EXPORT_PATH = "/api/2/export"
@@ -66,15 +66,15 @@ class AmplitudeAuthError(AmplitudeError):
     """The API refused the api key / secret key pair (401 or 403)."""
 
 
-class NoData(AmplitudeError):
+class NoDataError(AmplitudeError):
     """The project has no events in the range (404)."""
 
 
-class ExportTooLarge(AmplitudeError):
+class ExportTooLargeError(AmplitudeError):
     """The export would exceed the API's size limit (400, 4 GB): ask for fewer days."""
 
 
-class AmplitudeTimeout(AmplitudeError):
+class AmplitudeTimeoutError(AmplitudeError):
     """The API timed out preparing the export (504), or sent nothing for ``read_timeout_s``."""
 
 
@@ -181,8 +181,8 @@ def credentials_from(
 
 
 def load_credentials(source: str) -> AmplitudeCredentials:
-    """The credentials of the source's connection (:data:`CONN_IDS`), read at run time."""
-    return load_connection_credentials(CONN_IDS[validate_source(source)])
+    """The credentials of the source's connection (:data:`include.dwh.config.AMPLITUDE_CONN_IDS`), read at run time."""
+    return load_connection_credentials(AMPLITUDE_CONN_IDS[validate_source(source)])
 
 
 def load_connection_credentials(conn_id: str) -> AmplitudeCredentials:
@@ -217,8 +217,8 @@ def export_week(
     in time order, each line one event.
 
     The archive appears whole or not at all (written aside, then renamed), and the download is removed
-    whatever happens. Raises :class:`NoData` (404), :class:`ExportTooLarge` (400),
-    :class:`AmplitudeTimeout` (504 or silence), :class:`AmplitudeAuthError` (401/403), and
+    whatever happens. Raises :class:`NoDataError` (404), :class:`ExportTooLargeError` (400),
+    :class:`AmplitudeTimeoutError` (504 or silence), :class:`AmplitudeAuthError` (401/403), and
     :class:`AmplitudeConfigError` for a bad range or source before any request.
     ``read_timeout_s`` bounds the wait for each chunk: the API may think for minutes before the first.
     """
@@ -281,7 +281,9 @@ def _download(
                     out.write(chunk)
                     size += len(chunk)
     except httpx.TimeoutException as exc:
-        raise AmplitudeTimeout(f"{what}: the API sent nothing for too long ({type(exc).__name__})") from None
+        raise AmplitudeTimeoutError(
+            f"{what}: the API sent nothing for too long ({type(exc).__name__})"
+        ) from None
     except httpx.TransportError as exc:
         raise AmplitudeError(f"{what}: the download failed ({type(exc).__name__})") from None
     return size
@@ -292,12 +294,14 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
     if status in (401, 403):
         raise AmplitudeAuthError(f"{what}: the API refused the api key / secret key (HTTP {status})")
     if status == 404:
-        raise NoData(f"{what}: no data in this range")
+        raise NoDataError(f"{what}: no data in this range")
     if status == 504:
-        raise AmplitudeTimeout(f"{what}: the API timed out preparing the export (HTTP 504); try fewer days")
+        raise AmplitudeTimeoutError(
+            f"{what}: the API timed out preparing the export (HTTP 504); try fewer days"
+        )
     message = _error_text(response)
     if status == 400:
-        raise ExportTooLarge(f"{what}: the API refused the export as too large (HTTP 400): {message}")
+        raise ExportTooLargeError(f"{what}: the API refused the export as too large (HTTP 400): {message}")
     raise AmplitudeError(f"{what}: HTTP {status}: {message}")
 
 
@@ -330,7 +334,7 @@ def _merge(download: Path, out: zipfile.ZipFile, name: str, what: str) -> tuple[
             day, hour, number = match.groups()
             parts.append(((day, int(hour), int(number)), info))
         if not parts:
-            raise NoData(f"{what}: the archive holds no parts")
+            raise NoDataError(f"{what}: the archive holds no parts")
         parts.sort(key=lambda part: part[0])
         events = 0
         with out.open(name, "w", force_zip64=True) as entry:

@@ -92,7 +92,7 @@ def write_rows(
 
     Raises :class:`~include.dwh.validation.ValidationError` (nothing written) when any row is
     invalid; exceptions raised by ``rows`` itself (say, a malformed request body) and database
-    errors propagate after the rollback. The table must exist (:func:`include.dwh.tables.create_all`).
+    errors propagate after the rollback. The table must exist (:func:`include.dwh.schema.create_all`).
     """
     if max_errors < 1:
         raise ValueError(f"max_errors must be positive, got {max_errors}")

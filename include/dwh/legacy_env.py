@@ -1,4 +1,4 @@
-"""The DWH Helper's legacy ``.env`` keys (seed 004), registered with :mod:`include.common.legacy_env`.
+"""The DWH helper service's legacy ``.env`` keys, registered with :mod:`include.common.legacy_env`.
 
 ``DWH_DATABASE_URL`` (a SQLAlchemy URL) becomes the ``dwh_db`` connection, ``S3_*`` the ``dwh_s3``
 (aws) connection, ``APPMETRICA_*`` the ``appmetrica_api`` connection, ``AMPLITUDE_{WEB,MOBILE}_*`` the
@@ -13,8 +13,8 @@ import re
 from urllib.parse import unquote, urlsplit
 
 from include.common.legacy_env import Entry, ImportResult, LegacyEnv, register
+from include.dwh.config import AMPLITUDE_CONN_IDS, APPMETRICA_CONN_ID, DWH_CONN_ID, S3_CONN_ID
 
-DWH_DB, DWH_S3, APPMETRICA, AMPLITUDE = "dwh_db", "dwh_s3", "appmetrica_api", "amplitude_{source}"
 # legacy key -> (Variable name, smallest allowed value)
 LIMIT_VARIABLES = {
     "DWH_MAX_ROWS_PER_INSERT": ("dwh_max_rows_per_insert", 1),
@@ -45,9 +45,9 @@ def map_dwh_database(env: LegacyEnv, result: ImportResult) -> None:
             raise entry.fail("a sqlite URL needs a file (sqlite:///path/to/dwh.db)")
         absolute = url.startswith("sqlite:////")
         host = "/" + path if absolute else path.removeprefix("./")
-        result.set_connection(DWH_DB, conn_type="sqlite", conn_host=host)
+        result.set_connection(DWH_CONN_ID, conn_type="sqlite", conn_host=host)
         if not absolute:
-            result.note(f"{DWH_DB}: the relative sqlite file {host} now lives under PIPELINES_DATA_DIR")
+            result.note(f"{DWH_CONN_ID}: the relative sqlite file {host} now lives under PIPELINES_DATA_DIR")
         return
     if scheme not in URL_SCHEMES:
         raise entry.fail("expected a sqlite:///, postgresql:// or mysql:// URL")
@@ -59,7 +59,7 @@ def map_dwh_database(env: LegacyEnv, result: ImportResult) -> None:
     if not parts.hostname:
         raise entry.fail("has no host name")
     result.set_connection(
-        DWH_DB,
+        DWH_CONN_ID,
         conn_type=URL_SCHEMES[scheme],
         conn_host=parts.hostname,
         conn_port=port,
@@ -94,9 +94,9 @@ def map_s3(env: LegacyEnv, result: ImportResult) -> None:
         "bucket_name": env.value("S3_BUCKET_NAME"),
     }
     if not extra["bucket_name"]:
-        result.note(f"warning: no S3_BUCKET_NAME: set extra bucket_name of {DWH_S3}")
+        result.note(f"warning: no S3_BUCKET_NAME: set extra bucket_name of {S3_CONN_ID}")
     result.set_connection(
-        DWH_S3,
+        S3_CONN_ID,
         conn_type="aws",
         conn_login=env.value("S3_ACCESS_KEY_ID"),
         conn_password=env.value("S3_SECRET_ACCESS_KEY"),
@@ -110,7 +110,7 @@ def map_appmetrica(env: LegacyEnv, result: ImportResult) -> None:
     app_entry = env.entry("APPMETRICA_APPLICATION_ID")
     extra = {"application_id": _whole_number(app_entry, 1)} if app_entry is not None else {}
     result.set_connection(
-        APPMETRICA,
+        APPMETRICA_CONN_ID,
         conn_type="http",
         conn_host=(env.value("APPMETRICA_BASE_URL") or "https://api.appmetrica.yandex.net").rstrip("/"),
         conn_password=env.value("APPMETRICA_API_KEY"),
@@ -124,7 +124,7 @@ for _source in ("WEB", "MOBILE"):
     def map_amplitude(env: LegacyEnv, result: ImportResult, source: str = _source) -> None:
         """One Amplitude project: the API key (``CLIENT_ID``) as login, the secret key as password."""
         result.set_connection(
-            AMPLITUDE.format(source=source.lower()),
+            AMPLITUDE_CONN_IDS[source.lower()],
             conn_type="http",
             conn_host="https://amplitude.com",
             conn_login=env.value(f"AMPLITUDE_{source}_CLIENT_ID"),

@@ -1,7 +1,7 @@
 """What a row must look like to be written to a DWH table, derived from the table's columns.
 
 The rules are read off the SQLAlchemy columns (:func:`column_rules`), so a column added to
-:mod:`include.dwh.tables` is validated the moment it exists: ``nullable=False`` makes a field
+:mod:`include.dwh.schema` is validated the moment it exists: ``nullable=False`` makes a field
 required, ``String(n)`` caps its length in characters (as VARCHAR(n) does on MySQL and PostgreSQL),
 integer columns bound their range, ``info["json"]`` text columns take JSON objects.
 
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from include.dwh.tables import SERVER_COLUMNS, writable_columns
+from include.dwh.schema import SERVER_COLUMNS, writable_columns
 
 Kind = Literal["string", "integer", "number", "boolean", "timestamp", "json"]
 
@@ -77,7 +77,7 @@ class ValidationError(ValueError):
         super().__init__(f"{where}: {first.message}" + (f" ({'; '.join(notes)})" if notes else ""))
 
 
-class _Invalid(ValueError):
+class _InvalidValueError(ValueError):
     """A value a checker refuses; the message says why, without the field name."""
 
 
@@ -124,7 +124,9 @@ def _utf8_size(text: str) -> int:
     try:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        raise _Invalid("contains an unpaired UTF-16 surrogate, which is not valid Unicode text") from None
+        raise _InvalidValueError(
+            "contains an unpaired UTF-16 surrogate, which is not valid Unicode text"
+        ) from None
 
 
 def _string_checker(rule: ColumnRule) -> Callable[[Any], tuple[Any, int]]:
@@ -132,11 +134,11 @@ def _string_checker(rule: ColumnRule) -> Callable[[Any], tuple[Any, int]]:
 
     def check(value: Any) -> tuple[Any, int]:
         if type(value) is not str:
-            raise _Invalid(f"expected a string, got {json_type_name(value)}")
+            raise _InvalidValueError(f"expected a string, got {json_type_name(value)}")
         if max_length is not None and len(value) > max_length:
-            raise _Invalid(f"is {len(value)} characters long; at most {max_length} are allowed")
+            raise _InvalidValueError(f"is {len(value)} characters long; at most {max_length} are allowed")
         if "\x00" in value:  # PostgreSQL refuses NUL in text; keep the tables portable
-            raise _Invalid("contains a NUL character")
+            raise _InvalidValueError("contains a NUL character")
         return value, _utf8_size(value)
 
     return check
@@ -147,9 +149,9 @@ def _integer_checker(rule: ColumnRule) -> Callable[[Any], tuple[Any, int]]:
 
     def check(value: Any) -> tuple[Any, int]:
         if type(value) is not int:
-            raise _Invalid(f"expected an integer, got {json_type_name(value)}")
+            raise _InvalidValueError(f"expected an integer, got {json_type_name(value)}")
         if not low <= value <= high:
-            raise _Invalid(f"{value} is out of range [{low}, {high}]")
+            raise _InvalidValueError(f"{value} is out of range [{low}, {high}]")
         return value, FIXED_VALUE_BYTES
 
     return check
@@ -157,47 +159,49 @@ def _integer_checker(rule: ColumnRule) -> Callable[[Any], tuple[Any, int]]:
 
 def _check_number(value: Any) -> tuple[Any, int]:
     if type(value) is not float and type(value) is not int:
-        raise _Invalid(f"expected a number, got {json_type_name(value)}")
+        raise _InvalidValueError(f"expected a number, got {json_type_name(value)}")
     try:
         number = float(value)
     except OverflowError:
-        raise _Invalid("is too large for a double-precision number") from None
+        raise _InvalidValueError("is too large for a double-precision number") from None
     if not math.isfinite(number):
-        raise _Invalid("expected a finite number")
+        raise _InvalidValueError("expected a finite number")
     return number, FIXED_VALUE_BYTES
 
 
 def _check_boolean(value: Any) -> tuple[Any, int]:
     if type(value) is not bool:
-        raise _Invalid(f"expected true or false, got {json_type_name(value)}")
+        raise _InvalidValueError(f"expected true or false, got {json_type_name(value)}")
     return value, FIXED_VALUE_BYTES
 
 
 def _check_timestamp(value: Any) -> tuple[Any, int]:
     """ISO 8601 text, as Amplitude exports it (``2024-02-01 10:00:00.123456``); an offset converts to UTC."""
     if type(value) is not str:
-        raise _Invalid(f"expected an ISO 8601 timestamp string, got {json_type_name(value)}")
+        raise _InvalidValueError(f"expected an ISO 8601 timestamp string, got {json_type_name(value)}")
     try:
         timestamp = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise _Invalid(f"{_shown(value)} is not an ISO 8601 timestamp") from None
+        raise _InvalidValueError(f"{_shown(value)} is not an ISO 8601 timestamp") from None
     if timestamp.tzinfo is not None:
         try:
             timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
         except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is in year 0 in UTC
-            raise _Invalid(f"{_shown(value)} is outside the years 1 to 9999 once converted to UTC") from None
+            raise _InvalidValueError(
+                f"{_shown(value)} is outside the years 1 to 9999 once converted to UTC"
+            ) from None
     return timestamp, FIXED_VALUE_BYTES
 
 
 def _check_json(value: Any) -> tuple[Any, int]:
     if type(value) is not dict:
-        raise _Invalid(f"expected a JSON object, got {json_type_name(value)}")
+        raise _InvalidValueError(f"expected a JSON object, got {json_type_name(value)}")
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        raise _Invalid("contains NaN or Infinity, which JSON cannot represent") from None
+        raise _InvalidValueError("contains NaN or Infinity, which JSON cannot represent") from None
     except RecursionError:  # a value parsed just below the interpreter's limit, written a few calls deeper
-        raise _Invalid("nests arrays or objects too deeply") from None
+        raise _InvalidValueError("nests arrays or objects too deeply") from None
     return text, _utf8_size(text)
 
 
@@ -264,7 +268,7 @@ class RowValidator:
             elif value is not None:
                 try:
                     values[name], value_size = checker(value)
-                except _Invalid as exc:
+                except _InvalidValueError as exc:
                     errors.append(RowError(index, name, str(exc)))
                 else:
                     size += value_size

@@ -1,4 +1,4 @@
-"""The DWH helper (seed 004) as Flask blueprints for Airflow's API server.
+"""The DWH helper service as Flask blueprints for Airflow's API server.
 
 ``dwh_helper.app.api`` is the parent blueprint (``/dwh-helper``) to list in the AirflowPlugin's
 ``flask_blueprints``; ``dwh_helper.app.create_app`` serves it from a plain Flask app.

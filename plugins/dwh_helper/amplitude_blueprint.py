@@ -27,21 +27,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from flask import Blueprint, Response, current_app
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import BadRequest
 
-from dwh_helper.services import EXTENSION_KEY, Services, register_upstream_errors, required_arg, services
+from dwh_helper.http_io import register_upstream_errors, required_arg
+from dwh_helper.openapi_parts import error_response, errors, query
+from dwh_helper.services import EXTENSION_KEY, Services, services
 from include.common.workdir import remove_abandoned, work_directory
 from include.dwh.amplitude import (
+    MAX_RANGE_DAYS,
     AmplitudeAuthError,
     AmplitudeConfigError,
     AmplitudeError,
-    AmplitudeTimeout,
-    ExportTooLarge,
-    NoData,
+    AmplitudeTimeoutError,
+    ExportTooLargeError,
+    NoDataError,
     export_week,
     validate_range,
     validate_source,
@@ -57,9 +60,9 @@ _CHUNK_BYTES = 1024 * 1024
 
 #: Status of each failure, the most specific class first (looked up along the exception's MRO).
 ERROR_STATUS: dict[type[Exception], int] = {
-    NoData: 404,
-    ExportTooLarge: 400,
-    AmplitudeTimeout: 504,
+    NoDataError: 404,
+    ExportTooLargeError: 400,
+    AmplitudeTimeoutError: 504,
     AmplitudeAuthError: 502,
     AmplitudeError: 502,
 }
@@ -105,3 +108,47 @@ def _stream(archive: BinaryIO) -> Iterator[bytes]:
     with archive:
         while chunk := archive.read(_CHUNK_BYTES):
             yield chunk
+
+
+# ------------------------------------------------------------------------------------------ OpenAPI
+
+
+def openapi_paths() -> dict[str, Any]:
+    day = {"type": "string", "pattern": "^[0-9]{8}$", "examples": ["20240201"]}
+    return {
+        "/amplitude/export": {
+            "get": {
+                "tags": ["amplitude"],
+                "operationId": "amplitudeExport",
+                "summary": "Download a range of days of a project's events as one zipped NDJSON",
+                "description": (
+                    f"Events uploaded from `start` 00h to `end` 23h (UTC), at most {MAX_RANGE_DAYS} days, merged in "
+                    "time order into `{year}_week_{week}.ndjson` inside `{year}_week_{week}.zip` (the ISO "
+                    "week of `start`)."
+                ),
+                "parameters": [
+                    query("start", day, "First day, YYYYMMDD.", required=True),
+                    query("end", day, "Last day, YYYYMMDD (inclusive).", required=True),
+                    query(
+                        "source",
+                        {"type": "string", "enum": ["web", "mobile"]},
+                        "Which Amplitude project (its credentials).",
+                        required=True,
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The archive.",
+                        "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+                        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "400": error_response(
+                        "A bad date, range or source, or the export is larger than Amplitude allows."
+                    ),
+                    **errors("Unauthorized"),
+                    "404": error_response("Amplitude has no data in this range."),
+                    **errors("BadGateway", "ServiceUnavailable", "GatewayTimeout"),
+                },
+            }
+        }
+    }

@@ -24,7 +24,10 @@ Adding an endpoint group (``/s3``, ``/appmetrica``, ``/amplitude``)::
         client = services().s3()   # dwh_helper.services.services
         ...
 
-    # here, next to the /dwh line below
+    def openapi_paths() -> dict[str, Any]:   # its operations, tagged "s3"
+        ...
+
+    # here, next to the /dwh line below, and in dwh_helper.openapi.openapi_document
     api.register_blueprint(s3)
 
 Children must be registered here, at import time: Flask refuses new children once the parent has
@@ -48,7 +51,7 @@ from dwh_helper.auth import authenticate_request
 from dwh_helper.docs_blueprint import docs
 from dwh_helper.dwh_blueprint import dwh
 from dwh_helper.s3_blueprint import s3
-from dwh_helper.services import EXTENSION_KEY, ServiceNotConfigured, Services, services
+from dwh_helper.services import EXTENSION_KEY, ServiceNotConfiguredError, Services, services
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +132,7 @@ def json_error(exc: HTTPException) -> tuple[Response, int]:
     return response, exc.code or 500
 
 
-def _not_configured(exc: ServiceNotConfigured) -> tuple[Response, int]:
+def _not_configured(exc: ServiceNotConfiguredError) -> tuple[Response, int]:
     return jsonify(error="Service Unavailable", detail=str(exc)), 503
 
 
@@ -148,7 +151,7 @@ def _internal_error(exc: Exception) -> tuple[Response, int]:
 api.register_error_handler(HTTPException, json_error)
 for _code in default_exceptions:  # before the host app's handlers of a status code (Airflow's HTML pages)
     api.register_error_handler(_code, json_error)
-api.register_error_handler(ServiceNotConfigured, _not_configured)
+api.register_error_handler(ServiceNotConfiguredError, _not_configured)
 api.register_error_handler(sa.exc.SQLAlchemyError, _database_error)
 api.register_error_handler(Exception, _internal_error)
 

@@ -31,30 +31,32 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
 
-from dwh_helper.services import json_response, register_upstream_errors, required_arg, services
+from dwh_helper.http_io import json_response, register_upstream_errors, required_arg
+from dwh_helper.openapi_parts import errors, json_content, query, ref, seconds
+from dwh_helper.services import Settings, services
 from include.dwh.appmetrica import (
+    POLL_INTERVAL_RANGE,
+    POLL_TIMEOUT_RANGE,
     AppMetricaAuthError,
-    AppMetricaConfigError,
     AppMetricaError,
     AppMetricaRequestError,
-    AppMetricaUnavailable,
-    ExportTimeout,
-    UnknownExport,
+    AppMetricaUnavailableError,
+    ExportTimeoutError,
     fetch_export,
-    lookup_export,
     ping,
     validate_polling,
 )
+from include.dwh.appmetrica_exports import AppMetricaConfigError, UnknownExportError, lookup_export
 
 appmetrica = Blueprint("appmetrica", __name__, url_prefix="/appmetrica")
 
 #: Status of each failure, the most specific class first (looked up along the exception's MRO).
 ERROR_STATUS: dict[type[Exception], int] = {
-    UnknownExport: 404,
-    ExportTimeout: 504,
+    UnknownExportError: 404,
+    ExportTimeoutError: 504,
     AppMetricaAuthError: 502,
     AppMetricaRequestError: 502,
-    AppMetricaUnavailable: 503,
+    AppMetricaUnavailableError: 503,
     AppMetricaConfigError: 503,
     AppMetricaError: 502,
 }
@@ -64,7 +66,7 @@ _FALSE = frozenset({"false", "0", "no"})
 
 def _timeout_details(exc: Exception) -> dict[str, Any]:
     """A timed-out export says how long it was polled, so the caller can choose a longer timeout."""
-    if isinstance(exc, ExportTimeout):
+    if isinstance(exc, ExportTimeoutError):
         return {"export_id": exc.export_id, "polls": exc.polls, "elapsed_s": exc.elapsed_s}
     return {}
 
@@ -116,3 +118,70 @@ def _flag(name: str) -> bool:
     if not raw or raw.lower() in _FALSE:
         return False
     raise BadRequest(f"Query parameter {name!r} must be true or false, got {raw!r}.")
+
+
+# ------------------------------------------------------------------------------------------ OpenAPI
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    return {
+        "/appmetrica/ping": {
+            "get": {
+                "tags": ["appmetrica"],
+                "operationId": "appmetricaPing",
+                "summary": "Whether the Logs API is available to the configured token",
+                "responses": {
+                    "200": json_content("The Logs API is enabled.", ref("AppMetricaPing")),
+                    **errors("Unauthorized", "BadGateway"),
+                    "503": json_content(
+                        "AppMetrica says the Logs API is disabled (the status, `available` false), or it "
+                        "cannot be reached, or the connection is not configured (an error).",
+                        {"anyOf": [ref("AppMetricaPing"), ref("Error")]},
+                    ),
+                },
+            }
+        },
+        "/appmetrica/fetch-export": {
+            "get": {
+                "tags": ["appmetrica"],
+                "operationId": "appmetricaFetchExport",
+                "summary": "Fetch a saved export, polling until AppMetrica has prepared it",
+                "description": (
+                    "Export definitions are saved under an id in the Airflow Variable "
+                    "`appmetrica_exports` or the `appmetrica_api` connection's extra `exports`."
+                ),
+                "parameters": [
+                    query(
+                        "export_id",
+                        {"type": "string", "minLength": 1},
+                        "The saved export's id.",
+                        required=True,
+                    ),
+                    query(
+                        "poll_interval",
+                        seconds(POLL_INTERVAL_RANGE, settings.appmetrica_poll_interval_seconds),
+                        "Seconds between polls.",
+                    ),
+                    query(
+                        "poll_timeout",
+                        seconds(POLL_TIMEOUT_RANGE, settings.appmetrica_poll_timeout_seconds),
+                        "Seconds to wait for the export in all.",
+                    ),
+                    query(
+                        "fresh",
+                        {"type": "boolean", "default": False},
+                        "Ask for a new file instead of one AppMetrica prepared in the last 24 hours.",
+                    ),
+                ],
+                "responses": {
+                    "200": json_content("The export's rows.", ref("AppMetricaExport")),
+                    **errors("BadRequest", "Unauthorized", "NotFound", "BadGateway", "ServiceUnavailable"),
+                    "504": json_content(
+                        "The export was not ready within `poll_timeout`; AppMetrica keeps preparing it, so "
+                        "asking again later polls the same export.",
+                        ref("ExportTimeout"),
+                    ),
+                },
+            }
+        },
+    }

@@ -63,7 +63,7 @@ Source = Literal["bearer", "cookie"]
 View = TypeVar("View", bound=Callable[..., Any])
 
 
-class InvalidToken(Exception):
+class InvalidTokenError(Exception):
     """The token proves nothing: malformed, badly signed, expired, revoked, or its user is gone.
 
     The message is shown to the client, so it says what is wrong and never repeats the token.
@@ -82,7 +82,7 @@ class TokenValidator(Protocol):
     """Turns a token into a :class:`Principal` and says whether that principal may read and write."""
 
     def authenticate(self, token: str) -> Principal:
-        """The token's principal; raises :class:`InvalidToken` when the token proves nothing."""
+        """The token's principal; raises :class:`InvalidTokenError` when the token proves nothing."""
         ...
 
     def may_read(self, principal: Principal) -> bool:
@@ -103,15 +103,15 @@ class AirflowTokenValidator:
     """
 
     def authenticate(self, token: str) -> Principal:
-        from jwt import ExpiredSignatureError, InvalidTokenError
+        import jwt
 
         manager = self._manager()
         try:
             user = asyncio.run(manager.get_user_from_token(token))
-        except ExpiredSignatureError:
-            raise InvalidToken("The token has expired; get a new one from /auth/token.") from None
-        except InvalidTokenError:
-            raise InvalidToken(
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("The token has expired; get a new one from /auth/token.") from None
+        except jwt.InvalidTokenError:
+            raise InvalidTokenError(
                 "The token is not valid: malformed, badly signed, revoked, or its user no longer exists."
             ) from None
         return Principal(name=user.get_name(), user=user)
@@ -161,7 +161,7 @@ def authenticate_request() -> None:
     validator: TokenValidator = current_app.extensions.get(VALIDATOR_KEY, _AIRFLOW_VALIDATOR)
     try:
         principal = validator.authenticate(token)
-    except InvalidToken as exc:
+    except InvalidTokenError as exc:
         log.warning("DWH helper: %s refused: invalid %s token", _request_line(), source)
         raise Unauthorized(str(exc), www_authenticate=_challenge("invalid_token")) from None
     if not validator.may_read(principal):

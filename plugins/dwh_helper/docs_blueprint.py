@@ -20,14 +20,16 @@ import secrets
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, send_from_directory, url_for
 from markupsafe import escape
 from werkzeug.exceptions import NotFound
 
 from dwh_helper.auth import public
-from dwh_helper.openapi import TITLE, openapi_document
-from dwh_helper.services import json_response, services
+from dwh_helper.http_io import json_response
+from dwh_helper.openapi_parts import TITLE, errors
+from dwh_helper.services import services
 
 docs = Blueprint("docs", __name__)
 
@@ -108,6 +110,8 @@ _REDOC_PAGE = """<!doctype html>
 @public
 def openapi_json() -> Response:
     server_url = url_for(".openapi_json").removesuffix("/openapi.json")
+    from dwh_helper.openapi import openapi_document  # it assembles this module's paths too
+
     return json_response(openapi_document(server_url, services().settings))
 
 
@@ -151,3 +155,67 @@ def _page(template: str, **urls: str) -> Response:
     response = current_app.response_class(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = _POLICY.format(nonce=nonce)
     return response
+
+
+# ------------------------------------------------------------------------------------------ OpenAPI
+
+
+def openapi_paths() -> dict[str, Any]:
+    from dwh_helper.docs_blueprint import ASSETS  # here: that module imports this one
+
+    return {
+        "/openapi.json": {
+            "get": {
+                "tags": ["docs"],
+                "operationId": "openapiDocument",
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {"description": "The OpenAPI document.", "content": {"application/json": {}}}
+                },
+            }
+        },
+        "/docs": {
+            "get": {
+                "tags": ["docs"],
+                "operationId": "docsPage",
+                "summary": "This document, readable and to try out (Swagger UI)",
+                "security": [],
+                "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {}}}},
+            }
+        },
+        "/redoc": {
+            "get": {
+                "tags": ["docs"],
+                "operationId": "redocPage",
+                "summary": "This document, readable (ReDoc)",
+                "security": [],
+                "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {}}}},
+            }
+        },
+        "/docs/assets/{name}": {
+            "get": {
+                "tags": ["docs"],
+                "operationId": "docsAsset",
+                "summary": "A script or style sheet of the docs pages (served here: no CDN)",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": sorted(ASSETS)},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            mimetype: {} for mimetype in sorted({a.mimetype for a in ASSETS.values()})
+                        },
+                    },
+                    **errors("NotFound"),
+                },
+            }
+        },
+    }

@@ -12,7 +12,7 @@ give ``422 {"error": "validation failed", "detail", "errors": [{"row", "field", 
 "truncated"}``. A body that is not a JSON object with a non-empty ``data`` list (and nothing else)
 gives 400, another content type than JSON 415, an unknown table 404.
 
-``<table>`` is a slug of :data:`include.dwh.tables.TABLES` (``events-part``, ``mobile-devices``,
+``<table>`` is a slug of :data:`include.dwh.schema.TABLES` (``events-part``, ``mobile-devices``,
 ``permanent-user-properties``, ``technical-data``, ``event-properties``, ``user-properties``,
 ``user-locations``).
 
@@ -33,9 +33,11 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
-from dwh_helper.services import MAX_OFFSET, int_arg, read_body, services
+from dwh_helper.http_io import MAX_OFFSET, int_arg, read_body
+from dwh_helper.openapi_parts import errors, json_content, query, ref, schema_name
+from dwh_helper.services import Settings, services
 from include.dwh.batch_writer import read_rows, write_rows
-from include.dwh.tables import TABLES
+from include.dwh.schema import TABLES
 from include.dwh.validation import ValidationError, json_type_name
 
 dwh = Blueprint("dwh", __name__, url_prefix="/dwh")
@@ -184,3 +186,116 @@ def _where(text: str, pos: int) -> str:
 def _invalid(message: str, text: str, pos: int) -> str:
     """The message json itself would give: what was expected, line, column and character offset."""
     return f"The body is not valid JSON: {json.JSONDecodeError(message, text, pos)}."
+
+
+# ------------------------------------------------------------------------------------------ OpenAPI
+
+
+def openapi_paths(settings: Settings) -> dict[str, Any]:
+    table = {
+        "name": "table",
+        "in": "path",
+        "required": True,
+        "description": "The table, by its URL slug.",
+        "schema": {"type": "string", "enum": list(TABLES)},
+    }
+    stored_rows = [ref(f"{schema_name(t)}StoredRow") for t in TABLES.values()]
+    rows = [ref(f"{schema_name(t)}Row") for t in TABLES.values()]
+    return {
+        "/dwh/{table}": {
+            "parameters": [table],
+            "get": {
+                "tags": ["dwh"],
+                "operationId": "listRows",
+                "summary": "Read a page of a table's rows, in the order they were written",
+                "parameters": [
+                    query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": settings.max_read_limit,
+                            "default": settings.default_read_limit,
+                        },
+                        "Rows to return.",
+                    ),
+                    query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+                        "Rows to skip.",
+                    ),
+                ],
+                "responses": {
+                    "200": json_content(
+                        "The page, its number of rows, and the number of rows in the table.",
+                        {
+                            "type": "object",
+                            "required": ["rows", "count", "total"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "rows": {
+                                    "type": "array",
+                                    "items": {"anyOf": stored_rows},
+                                    "description": "Rows of the table in the path; timestamps in UTC.",
+                                },
+                                "count": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": settings.max_read_limit,
+                                    "description": "Rows in this answer (the length of `rows`).",
+                                },
+                                "total": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "description": "Rows in the table, to page through it with `offset`.",
+                                },
+                            },
+                        },
+                    ),
+                    **errors("BadRequest", "Unauthorized", "NotFound", "ServiceUnavailable"),
+                },
+            },
+            "post": {
+                "tags": ["dwh"],
+                "operationId": "insertRows",
+                "summary": "Append rows to a table, all or none",
+                "description": (
+                    "The rows must match the row schema of the table in the path (one of the "
+                    "alternatives below). They are written in batches of at most "
+                    f"{settings.max_rows_per_insert} rows and {settings.max_write_batch_bytes} bytes, in "
+                    "one transaction: an invalid row writes nothing and answers 422 listing every problem "
+                    f"by row and field. Bodies over {settings.max_request_bytes} bytes are refused."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["data"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "data": {"type": "array", "minItems": 1, "items": {"anyOf": rows}}
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": json_content("The rows were written.", ref("InsertResult")),
+                    **errors(
+                        "BadRequest",
+                        "Unauthorized",
+                        "Forbidden",
+                        "NotFound",
+                        "PayloadTooLarge",
+                        "UnsupportedMediaType",
+                    ),
+                    "422": json_content(
+                        "Rows that cannot be written; nothing was written.", ref("ValidationFailed")
+                    ),
+                    **errors("ServiceUnavailable"),
+                },
+            },
+        }
+    }

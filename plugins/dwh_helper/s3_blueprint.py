@@ -1,6 +1,6 @@
 """``/s3/...``: the objects of the DWH bucket (connection ``dwh_s3``), as the DWH Helper served them.
 
-``key`` is an object key (see :func:`include.dwh.s3.validate_key`). Every error answers
+``key`` is an object key (see :func:`include.dwh.s3_keys.validate_key`). Every error answers
 ``{"error", "detail"}``: 400 for a missing or invalid parameter (named), 404 for a missing object, 409
 when another writer changed the object during an update or patch (nothing was written), 413 for a
 body over ``max_request_bytes``, 415 for a write that is not ``multipart/form-data``, 416 for a patch
@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
@@ -41,8 +42,11 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from werkzeug.http import HTTP_STATUS_CODES
 
-from dwh_helper.services import body_limit, int_arg, json_response, required_arg, services
-from include.dwh.s3 import MAX_LIST_KEYS, ObjectMeta, S3Error, validate_key
+from dwh_helper.http_io import body_limit, int_arg, json_response, required_arg
+from dwh_helper.openapi_parts import errors, json_content, query, ref
+from dwh_helper.services import services
+from include.dwh.s3 import MAX_LIST_KEYS, ObjectMeta
+from include.dwh.s3_keys import MAX_KEY_BYTES, S3Error, validate_key
 
 log = logging.getLogger(__name__)
 
@@ -144,3 +148,166 @@ def _attachment(key: str) -> dict[str, str]:
         return {"filename": name}
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     return {"filename": ascii_name or "download", "filename*": f"UTF-8''{quote(name, safe='')}"}
+
+
+# ------------------------------------------------------------------------------------------ OpenAPI
+
+
+def openapi_paths() -> dict[str, Any]:
+    key = query(
+        "key",
+        {"type": "string", "minLength": 1, "maxLength": MAX_KEY_BYTES},
+        "Object key: at most 1024 bytes of UTF-8, no control characters, no backslash, no leading "
+        "`/`, no `.` or `..` segment.",
+        required=True,
+    )
+    upload_body = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+    written = ref("S3WriteResult")
+    return {
+        "/s3/objects": {
+            "get": {
+                "tags": ["s3"],
+                "operationId": "listObjects",
+                "summary": "List the keys under a prefix, one page at a time, in key order",
+                "parameters": [
+                    query("prefix", {"type": "string", "default": ""}, "Only keys starting with it."),
+                    query(
+                        "max_keys",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIST_KEYS, "default": MAX_LIST_KEYS},
+                        "Keys per page.",
+                    ),
+                    query(
+                        "continuation",
+                        {"type": "string"},
+                        "The `next_token` of the previous page (with the same `prefix`), to get the "
+                        "next one; any other value is refused (400).",
+                    ),
+                ],
+                "responses": {
+                    "200": json_content("One page of the listing.", ref("S3Listing")),
+                    **errors("BadRequest", "Unauthorized", "BadGateway", "ServiceUnavailable"),
+                },
+            }
+        },
+        "/s3/object-info": {
+            "get": {
+                "tags": ["s3"],
+                "operationId": "objectInfo",
+                "summary": "Whether an object exists, and its metadata",
+                "parameters": [key],
+                "responses": {
+                    "200": json_content("The object's metadata, or `exists: false`.", ref("S3ObjectInfo")),
+                    **errors("BadRequest", "Unauthorized", "BadGateway", "ServiceUnavailable"),
+                },
+            }
+        },
+        "/s3/download": {
+            "get": {
+                "tags": ["s3"],
+                "operationId": "downloadObject",
+                "summary": "Download an object, streamed",
+                "parameters": [key],
+                "responses": {
+                    "200": {
+                        "description": "The object's bytes, with its content type.",
+                        "headers": {
+                            "Content-Disposition": {"schema": {"type": "string"}},
+                            "ETag": {"schema": {"type": "string"}},
+                        },
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **errors("BadRequest", "Unauthorized", "NotFound", "BadGateway", "ServiceUnavailable"),
+                },
+            }
+        },
+        "/s3/upload": {
+            "post": {
+                "tags": ["s3"],
+                "operationId": "uploadObject",
+                "summary": "Create or replace an object (last writer wins)",
+                "parameters": [key],
+                "requestBody": upload_body,
+                "responses": {
+                    "201": json_content("The object was written.", written),
+                    **_write_errors(),
+                },
+            }
+        },
+        "/s3/update": {
+            "put": {
+                "tags": ["s3"],
+                "operationId": "updateObject",
+                "summary": "Replace an existing object, keeping its content type and metadata",
+                "parameters": [key],
+                "requestBody": upload_body,
+                "responses": {
+                    "200": json_content("The object was replaced.", written),
+                    **_write_errors("NotFound", "Conflict"),
+                },
+            }
+        },
+        "/s3/patch": {
+            "patch": {
+                "tags": ["s3"],
+                "operationId": "patchObject",
+                "summary": "Overwrite bytes of an existing object from an offset (offset = size appends)",
+                "parameters": [
+                    key,
+                    query(
+                        "offset",
+                        {"type": "integer", "minimum": 0},
+                        "Where the new bytes go; they extend the object if they run past its end.",
+                        required=True,
+                    ),
+                ],
+                "requestBody": upload_body,
+                "responses": {
+                    "200": json_content("The object was rewritten.", written),
+                    **_write_errors("NotFound", "Conflict", "RangeNotSatisfiable"),
+                },
+            }
+        },
+        "/s3/delete": {
+            "delete": {
+                "tags": ["s3"],
+                "operationId": "deleteObject",
+                "summary": "Delete an object",
+                "parameters": [key],
+                "responses": {
+                    "200": json_content("The object was deleted.", ref("S3DeleteResult")),
+                    **errors(
+                        "BadRequest",
+                        "Unauthorized",
+                        "Forbidden",
+                        "NotFound",
+                        "BadGateway",
+                        "ServiceUnavailable",
+                    ),
+                },
+            }
+        },
+    }
+
+
+def _write_errors(*extra: str) -> dict[str, Any]:
+    return errors(
+        "BadRequest",
+        "Unauthorized",
+        "Forbidden",
+        *extra,
+        "PayloadTooLarge",
+        "UnsupportedMediaType",
+        "BadGateway",
+        "ServiceUnavailable",
+    )

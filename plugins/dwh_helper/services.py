@@ -19,17 +19,14 @@ Clients are built once per process and shared by all requests (and threads): eac
 thread-safe, as SQLAlchemy engines and boto3 clients are. A client whose connection is missing or
 unusable is not built: its endpoints answer 503 naming the problem, and the next request tries again.
 
-The module also holds the few request and response helpers every blueprint shares
-(:func:`read_body`, :func:`body_limit`, :func:`required_arg`, :func:`json_response`).
+The request and response helpers every blueprint shares live in :mod:`dwh_helper.http_io`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -37,50 +34,36 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
-from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.wsgi import get_input_stream
+from flask import current_app
 
 from include.common.db import engine_for
 from include.dwh.amplitude import AmplitudeConfigError, AmplitudeCredentials, load_connection_credentials
-from include.dwh.appmetrica import (
-    POLL_INTERVAL_RANGE,
-    POLL_TIMEOUT_RANGE,
-    AppMetricaConfigError,
-    AppMetricaSettings,
-    ExportDefinition,
-    load_definitions,
-    load_settings,
-)
-from include.dwh.s3 import S3Store, StorageError
-from include.dwh.tables import create_all
+from include.dwh.appmetrica import POLL_INTERVAL_RANGE, POLL_TIMEOUT_RANGE, AppMetricaSettings, load_settings
+from include.dwh.appmetrica_exports import AppMetricaConfigError, ExportDefinition, load_definitions
+from include.dwh.config import AMPLITUDE_CONN_IDS, APPMETRICA_CONN_ID, DWH_CONN_ID, S3_CONN_ID
+from include.dwh.s3 import S3Store
+from include.dwh.s3_keys import StorageError
+from include.dwh.schema import create_all
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "dwh_helper"
 
-DWH_CONN_ID = "dwh_db"
-S3_CONN_ID = "dwh_s3"
-APPMETRICA_CONN_ID = "appmetrica_api"
-#: Amplitude ``source`` (the API's ``?source=``) -> Airflow connection with that project's keys.
-AMPLITUDE_CONN_IDS = {"web": "amplitude_web", "mobile": "amplitude_mobile"}
 
 #: How long settings read from Airflow Variables are reused before they are read again.
 SETTINGS_TTL_SECONDS = 60.0
-_READ_CHUNK_BYTES = 1024 * 1024
 
 T = TypeVar("T")
 
 
-class ServiceNotConfigured(RuntimeError):
+class ServiceNotConfiguredError(RuntimeError):
     """A client the request needs has no factory: this deployment does not offer that endpoint."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Tunables of the DWH helper, with the seed's defaults; inside Airflow, Airflow Variables override
-    them (see :data:`SETTING_VARIABLES` and :meth:`from_airflow_variables`)."""
+    """Tunables of the DWH helper, with the DWH helper service's defaults; inside Airflow, Airflow
+    Variables override them (see :data:`SETTING_VARIABLES` and :meth:`from_airflow_variables`)."""
 
     #: Rows per INSERT (``DWH_MAX_ROWS_PER_INSERT``).
     max_rows_per_insert: int = 1000
@@ -147,7 +130,7 @@ _COUNT_SETTINGS = (
     "max_read_limit",
 )
 
-#: Setting -> the Airflow Variable that overrides it. The AppMetrica ones keep the seed's names, which
+#: Setting -> the Airflow Variable that overrides it. The AppMetrica ones keep the DWH helper service's names, which
 #: the AppMetrica export DAGs read too.
 SETTING_VARIABLES = {
     "max_rows_per_insert": "dwh_max_rows_per_insert",
@@ -186,7 +169,7 @@ class Lazy(Generic[T]):
             with self._lock:
                 if not self._built:
                     if self._factory is None:
-                        raise ServiceNotConfigured(f"{self.name} is not configured in this deployment")
+                        raise ServiceNotConfiguredError(f"{self.name} is not configured in this deployment")
                     self._value = self._factory()
                     self._built = True
         return self._value  # type: ignore[return-value]
@@ -274,96 +257,6 @@ def services() -> Services:
     return current_app.extensions[EXTENSION_KEY]
 
 
-MAX_OFFSET = 2**63 - 1  # the largest row offset a database takes (a 64-bit integer)
-_DIGITS = re.compile(r"[0-9]+")
-
-
-def int_arg(name: str, default: int | None, *, minimum: int, maximum: int | None = None) -> int:
-    """The integer query parameter ``name`` (required when ``default`` is None); 400 naming it."""
-    raw = request.args.get(name, "")
-    if not raw:
-        if default is None:
-            raise BadRequest(f"Query parameter {name!r} is required.")
-        return default
-    value = int(raw) if _DIGITS.fullmatch(raw) else None
-    if value is None or value < minimum or (maximum is not None and value > maximum):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-        raise BadRequest(f"Query parameter {name!r} must be an integer {bounds}, got {raw!r}.")
-    return value
-
-
-def required_arg(name: str) -> str:
-    """The query parameter ``name``; 400 naming it when it is missing or empty."""
-    value = request.args.get(name, "")
-    if not value:
-        raise BadRequest(f"Query parameter {name!r} is required.")
-    return value
-
-
-def register_upstream_errors(
-    blueprint: Blueprint,
-    statuses: Mapping[type[Exception], int],
-    upstream: str,
-    details: Callable[[Exception], Mapping[str, Any]] = lambda exc: {},
-) -> None:
-    """Answer each exception class of an upstream API's client with its status in ``statuses`` (the
-    most specific class listed along the exception's MRO wins) as ``{"error", "detail", **details}``;
-    server-side failures are logged with ``upstream`` named."""
-
-    def answer(exc: Exception) -> Response:
-        status = next(statuses[cls] for cls in type(exc).__mro__ if cls in statuses)
-        if status >= 500:
-            log.warning("DWH helper: %s: %s", upstream, exc)
-        return json_response({"error": HTTP_STATUS_CODES[status], "detail": str(exc), **details(exc)}, status)
-
-    for error_class in statuses:
-        blueprint.register_error_handler(error_class, answer)
-
-
-def json_response(body: Mapping[str, Any], status: int = 200) -> Response:
-    """A JSON response with keys in the order given (fields in the order a caller asked for them),
-    whatever JSON settings the host app has."""
-    return current_app.response_class(
-        json.dumps(body, ensure_ascii=False), status, mimetype="application/json"
-    )
-
-
-def read_body() -> bytes:
-    """The current request's body; 413 when it is larger than ``settings.max_request_bytes``.
-
-    Use this rather than ``request.get_data()``: for a body without ``Content-Length`` (chunked
-    transfer), Werkzeug stops reading at ``max_content_length`` without an error, and the view would
-    get a truncated body. (A declared ``Content-Length`` over the limit is refused before any view.)
-    """
-    if request.content_length is not None:  # checked against the limit before the view ran
-        return request.get_data(cache=False)
-    limit = services().settings.max_request_bytes
-    stream = get_input_stream(request.environ, max_content_length=limit + 1)  # one byte tells "too large"
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := stream.read(_READ_CHUNK_BYTES):
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-@contextlib.contextmanager
-def body_limit() -> Generator[None]:
-    """Around Werkzeug's form parsing: it refuses a body without ``Content-Length`` once the body grows
-    past the limit (``dwh_helper.app.limit_request_body`` sets it up), with a message that names no
-    number; answer 413 naming the limit instead."""
-    try:
-        yield
-    except RequestEntityTooLarge:
-        raise _too_large(services().settings.max_request_bytes) from None
-
-
-def _too_large(limit: int) -> RequestEntityTooLarge:
-    return RequestEntityTooLarge(f"The body is larger than the {limit} bytes accepted.")
-
-
 def _engine_factory(engine: sa.Engine | Callable[[str], sa.Engine] | None) -> Callable[[str], sa.Engine]:
     if engine is None:
         return _engine_from_connection
@@ -404,13 +297,13 @@ def _amplitude_from_connection(conn_id: str) -> AmplitudeCredentials:
 
 @contextlib.contextmanager
 def _usable_connection(conn_id: str, config_error: type[Exception]) -> Generator[None]:
-    """Report a connection that does not exist or cannot be used as :class:`ServiceNotConfigured`:
+    """Report a connection that does not exist or cannot be used as :class:`ServiceNotConfiguredError`:
     the deployment lacks it, which no request can fix."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         yield
     except AirflowNotFoundException:
-        raise ServiceNotConfigured(f"the Airflow connection {conn_id!r} is not defined") from None
+        raise ServiceNotConfiguredError(f"the Airflow connection {conn_id!r} is not defined") from None
     except config_error as exc:
-        raise ServiceNotConfigured(str(exc)) from None
+        raise ServiceNotConfiguredError(str(exc)) from None

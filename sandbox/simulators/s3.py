@@ -30,6 +30,8 @@ import threading
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from include.dwh.config import S3_CONN_ID
+
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
@@ -114,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 {
                     "endpoint_url": endpoint_url,
                     "bucket": args.bucket,
-                    "airflow_conn_dwh_s3": json.dumps(connection),
+                    f"airflow_conn_{S3_CONN_ID}": json.dumps(connection),
                 }
             ),
             flush=True,

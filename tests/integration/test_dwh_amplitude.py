@@ -26,12 +26,13 @@ from include.dwh.amplitude import (
     AmplitudeConfigError,
     AmplitudeCredentials,
     AmplitudeError,
-    AmplitudeTimeout,
-    ExportTooLarge,
-    NoData,
+    AmplitudeTimeoutError,
+    ExportTooLargeError,
+    NoDataError,
     export_week,
     load_credentials,
 )
+from include.dwh.config import AMPLITUDE_MOBILE_CONN_ID, AMPLITUDE_WEB_CONN_ID
 from sandbox.http import Response, SimulatedApi
 from sandbox.simulators.amplitude import AmplitudeSimulator
 from tests.conftest import set_connection
@@ -138,9 +139,9 @@ def test_archive_is_named_after_the_iso_week_of_start(tmp_path, start, end, name
 
 def test_no_data_in_range_is_no_data(tmp_path):
     with running() as (simulator, credentials):
-        with pytest.raises(NoData, match=r"Amplitude web export 20191201\.\.20191231: no data"):
+        with pytest.raises(NoDataError, match=r"Amplitude web export 20191201\.\.20191231: no data"):
             export_week("20191201", "20191231", "web", credentials["web"], tmp_path)
-        with pytest.raises(NoData):
+        with pytest.raises(NoDataError):
             export_week("20240401", "20240407", "web", credentials["web"], tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -149,7 +150,7 @@ def test_an_export_over_the_size_limit_is_too_large(tmp_path):
     # One day of 100 events an hour is about 3.9 MB of NDJSON; two days are over a 5 MB limit.
     with running(events_per_hour=100, max_export_bytes=5_000_000) as (_, credentials):
         assert export_week("20240205", "20240205", "web", credentials["web"], tmp_path).events == 2_400
-        with pytest.raises(ExportTooLarge, match="HTTP 400.*exceed the limit of 5000000 bytes"):
+        with pytest.raises(ExportTooLargeError, match="HTTP 400.*exceed the limit of 5000000 bytes"):
             export_week("20240205", "20240206", "web", credentials["web"], tmp_path / "two-days")
     assert list((tmp_path / "two-days").iterdir()) == []
 
@@ -157,7 +158,7 @@ def test_an_export_over_the_size_limit_is_too_large(tmp_path):
 def test_timeouts_and_wrong_credentials(tmp_path):
     with running(events_per_hour=5) as (simulator, credentials):
         simulator.faults.fail_next(504)
-        with pytest.raises(AmplitudeTimeout, match="HTTP 504"):
+        with pytest.raises(AmplitudeTimeoutError, match="HTTP 504"):
             export_week("20240205", "20240205", "web", credentials["web"], tmp_path)
         web = credentials["web"]
         for wrong in (
@@ -258,10 +259,10 @@ def test_a_connection_uri_without_a_scheme_in_its_host_exports_over_plain_http(m
 
 
 def test_credentials_come_from_the_source_connection(monkeypatch):
-    set_connection(monkeypatch, "amplitude_web", "http", login="web-key", password="web-secret-key")
+    set_connection(monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="web-key", password="web-secret-key")
     set_connection(
         monkeypatch,
-        "amplitude_mobile",
+        AMPLITUDE_MOBILE_CONN_ID,
         "http",
         login="m-key",
         password="m-secret-key",
@@ -271,12 +272,14 @@ def test_credentials_come_from_the_source_connection(monkeypatch):
     assert (web.api_key, web.base_url) == ("web-key", "https://amplitude.com")
     assert "web-secret-key" not in repr(web)
     assert (mobile.api_key, mobile.secret_key, mobile.base_url) == ("m-key", "m-secret-key", EU_BASE_URL)
-    set_connection(monkeypatch, "amplitude_web", "http", login="k", password="s", host="127.0.0.1", port=8080)
+    set_connection(
+        monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="k", password="s", host="127.0.0.1", port=8080
+    )
     assert load_credentials("web").base_url == "http://127.0.0.1:8080"  # no scheme, no schema: http
     set_connection(
-        monkeypatch, "amplitude_web", "http", login="k", password="s", host="eu.example", schema="https"
+        monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="k", password="s", host="eu.example", schema="https"
     )
     assert load_credentials("web").base_url == "https://eu.example"
-    set_connection(monkeypatch, "amplitude_web", "http", login="web-key", password="", host="x")
+    set_connection(monkeypatch, AMPLITUDE_WEB_CONN_ID, "http", login="web-key", password="", host="x")
     with pytest.raises(AmplitudeConfigError, match="amplitude_web: login .* and password .* are required"):
         load_credentials("web")

@@ -19,21 +19,24 @@ import pytest
 
 from include.dwh.appmetrica import (
     AppMetricaAuthError,
-    AppMetricaConfigError,
     AppMetricaRequestError,
     AppMetricaSettings,
-    AppMetricaUnavailable,
-    ExportTimeout,
-    UnknownExport,
+    AppMetricaUnavailableError,
+    ExportTimeoutError,
     fetch_export,
-    load_definitions,
     load_settings,
-    lookup_export,
-    parse_definition,
-    parse_definitions,
     ping,
     validate_polling,
 )
+from include.dwh.appmetrica_exports import (
+    AppMetricaConfigError,
+    UnknownExportError,
+    load_definitions,
+    lookup_export,
+    parse_definition,
+    parse_definitions,
+)
+from include.dwh.config import APPMETRICA_CONN_ID
 from sandbox.simulators.appmetrica import AppMetricaSimulator
 from tests.conftest import set_connection
 
@@ -156,14 +159,14 @@ def test_retry_after_is_honoured_and_5xx_are_retried_a_bounded_number_of_times()
         assert result["polls"] == 5 and result["elapsed_s"] >= 1.0  # 429, 503, 503, 202, 200
 
         simulator.faults.fail_next(500, times=10)
-        with pytest.raises(AppMetricaUnavailable, match="failed 4 times in a row; last: HTTP 500"):
+        with pytest.raises(AppMetricaUnavailableError, match="failed 4 times in a row; last: HTTP 500"):
             fetch(settings, fresh=True)
         simulator.faults.clear()
 
 
 def test_no_answer_within_poll_timeout_raises_export_timeout():
     with running(ready_after_polls=None) as (_, settings):
-        with pytest.raises(ExportTimeout, match=r"not ready within poll_timeout=1 s") as caught:
+        with pytest.raises(ExportTimeoutError, match=r"not ready within poll_timeout=1 s") as caught:
             fetch(settings, poll_interval=0.2, poll_timeout=1)
     assert caught.value.export_id == "events" and caught.value.polls >= 4
     assert 1.0 <= caught.value.elapsed_s < 3
@@ -172,7 +175,7 @@ def test_no_answer_within_poll_timeout_raises_export_timeout():
 def test_a_retry_after_beyond_the_deadline_fails_at_once():
     with running() as (simulator, settings):
         simulator.faults.fail_next(429, headers={"Retry-After": "30"})
-        with pytest.raises(ExportTimeout, match="next try is due in 30 s") as caught:
+        with pytest.raises(ExportTimeoutError, match="next try is due in 30 s") as caught:
             fetch(settings, poll_timeout=5)
     assert caught.value.polls == 1 and caught.value.elapsed_s < 2
 
@@ -180,7 +183,7 @@ def test_a_retry_after_beyond_the_deadline_fails_at_once():
 def test_an_unreachable_api_is_reported_after_the_retries():
     with running() as (_, settings):
         pass  # the simulator is gone: its port refuses connections
-    with pytest.raises(AppMetricaUnavailable, match="ConnectError"):
+    with pytest.raises(AppMetricaUnavailableError, match="ConnectError"):
         fetch(settings)
 
 
@@ -242,7 +245,7 @@ def test_ping_reports_availability_and_latency():
         simulator.availability = "disabled"
         down = asyncio.run(ping(settings))
         simulator.faults.fail_next(503)
-        with pytest.raises(AppMetricaUnavailable, match="HTTP 503"):
+        with pytest.raises(AppMetricaUnavailableError, match="HTTP 503"):
             asyncio.run(ping(settings))
     assert up["available"] is True and up["status"] == "enabled" and up["latency_ms"] > 0
     assert down["available"] is False and down["status"] == "disabled"
@@ -262,7 +265,7 @@ def test_a_connection_uri_without_a_scheme_in_its_host_pings_over_plain_http(mon
 
 
 def test_unknown_export_id():
-    with pytest.raises(UnknownExport, match="'nope'.*defined: daily, weekly"):
+    with pytest.raises(UnknownExportError, match="'nope'.*defined: daily, weekly"):
         lookup_export("nope", {"daily": EVENTS, "weekly": EVENTS})
     assert lookup_export("daily", {"daily": EVENTS}).fields == tuple(FIELDS)
 
@@ -341,7 +344,7 @@ def test_settings_and_definitions_come_from_the_connection_and_the_variable(monk
     extra_exports = {"daily": EVENTS, "shared": {**EVENTS, "limit": 1}}
     set_connection(
         monkeypatch,
-        "appmetrica_api",
+        APPMETRICA_CONN_ID,
         "http",
         host="appmetrica.example.test",
         password="a-secret-oauth-token",

@@ -19,19 +19,19 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from include.dwh.s3 import (
-    MIB,
-    MIN_PART_SIZE,
-    Conflict,
-    InvalidArgument,
-    InvalidKey,
-    InvalidRange,
-    NotFound,
-    S3Store,
+from include.dwh.config import S3_CONN_ID
+from include.dwh.s3 import S3Store
+from include.dwh.s3_keys import (
+    ConflictError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidRangeError,
+    NotFoundError,
     StorageError,
     validate_key,
     validate_prefix,
 )
+from include.dwh.s3_upload import MIB, MIN_PART_SIZE
 from sandbox.simulators.s3 import (
     SECRET_ACCESS_KEY,
     airflow_connection,
@@ -82,7 +82,7 @@ def record_calls(store: S3Store) -> list[tuple[str, dict]]:
 def connect(monkeypatch, connection: dict) -> None:
     """Make ``connection`` (the JSON form, as :func:`airflow_connection` builds it) the ``dwh_s3`` one."""
     fields = dict(connection)
-    set_connection(monkeypatch, "dwh_s3", fields.pop("conn_type"), **fields)
+    set_connection(monkeypatch, S3_CONN_ID, fields.pop("conn_type"), **fields)
 
 
 def pending_uploads(store: S3Store) -> list:
@@ -174,7 +174,7 @@ def test_list_objects_pages_through_more_keys_than_a_page(store):
 
 @pytest.mark.parametrize("max_keys", [0, 1001, -1, True, "10"])
 def test_list_objects_refuses_a_page_size_s3_does_not_serve(store, max_keys):
-    with pytest.raises(InvalidArgument, match="max_keys"):
+    with pytest.raises(InvalidArgumentError, match="max_keys"):
         store.list_objects(max_keys=max_keys)
 
 
@@ -213,7 +213,7 @@ def test_upload_and_download_round_trip_with_metadata(store):
 
 
 def test_download_of_a_missing_object_is_not_found(store):
-    with pytest.raises(NotFound, match="'nope.bin' does not exist") as raised:
+    with pytest.raises(NotFoundError, match="'nope.bin' does not exist") as raised:
         store.download("nope.bin")
     assert raised.value.status == 404
 
@@ -236,7 +236,7 @@ def test_update_replaces_an_existing_object_and_keeps_its_type(store):
 
 
 def test_update_of_a_missing_object_is_not_found_and_creates_nothing(store):
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         store.update("ghost.json", io.BytesIO(b"{}"))
     assert store.object_info("ghost.json")["exists"] is False
 
@@ -245,7 +245,7 @@ def test_delete_answers_not_found_for_a_missing_key(store):
     put(store, "tmp/a.txt", b"a")
     assert store.delete("tmp/a.txt") == {"key": "tmp/a.txt", "deleted": True}
     assert store.object_info("tmp/a.txt")["exists"] is False
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         store.delete("tmp/a.txt")
 
 
@@ -288,7 +288,7 @@ def test_patch_splices_bytes_at_an_offset(store, offset, data, expected):
 
 def test_patch_beyond_the_end_is_an_invalid_range_and_changes_nothing(store):
     written = put(store, "p.txt", b"0123456789")
-    with pytest.raises(InvalidRange, match="offset 11 is beyond the end .* offset 10 appends") as raised:
+    with pytest.raises(InvalidRangeError, match="offset 11 is beyond the end .* offset 10 appends") as raised:
         store.patch("p.txt", 11, io.BytesIO(b"x"))
     assert raised.value.status == 416
     assert store.object_info("p.txt")["etag"] == written["etag"]
@@ -297,7 +297,7 @@ def test_patch_beyond_the_end_is_an_invalid_range_and_changes_nothing(store):
 @pytest.mark.parametrize("offset", [-1, True, 1.5])
 def test_patch_refuses_an_offset_that_is_not_a_position(store, offset):
     put(store, "p.txt", b"0123456789")
-    with pytest.raises(InvalidArgument, match="offset must be a non-negative integer"):
+    with pytest.raises(InvalidArgumentError, match="offset must be a non-negative integer"):
         store.patch("p.txt", offset, io.BytesIO(b"x"))
 
 
@@ -309,7 +309,7 @@ def test_empty_patch_writes_nothing(store):
 
 
 def test_patch_of_a_missing_object_is_not_found(store):
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         store.patch("ghost.bin", 0, io.BytesIO(b"x"))
     assert store.object_info("ghost.bin")["exists"] is False
 
@@ -375,7 +375,7 @@ def test_concurrent_change_makes_a_patch_conflict_instead_of_losing_it(small_par
     competitor = b"written by another client"
     racing = RacingReader(b"patch", nth, lambda: put(small_parts, "shared.bin", competitor))
 
-    with pytest.raises(Conflict, match="changed by another writer during the patch") as raised:
+    with pytest.raises(ConflictError, match="changed by another writer during the patch") as raised:
         small_parts.patch("shared.bin", offset, racing)
 
     assert raised.value.status == 409
@@ -390,7 +390,7 @@ def test_concurrent_change_makes_an_update_conflict(small_parts, size):
     data = os.urandom(size)
     racing = RacingReader(data, -(-size // MIB), lambda: put(small_parts, "shared.bin", competitor))
 
-    with pytest.raises(Conflict):
+    with pytest.raises(ConflictError):
         small_parts.update("shared.bin", racing)
 
     assert read(small_parts, "shared.bin") == competitor
@@ -441,13 +441,13 @@ def test_valid_keys(store, key):
 )
 def test_invalid_keys_are_refused_before_any_request(store, key, reason):
     calls = record_calls(store)
-    with pytest.raises(InvalidKey, match=reason) as raised:
+    with pytest.raises(InvalidKeyError, match=reason) as raised:
         store.upload(key, io.BytesIO(b"x"))
     assert raised.value.status == 400
     for operation in (store.object_info, store.download, store.delete):
-        with pytest.raises(InvalidKey):
+        with pytest.raises(InvalidKeyError):
             operation(key)
-    with pytest.raises(InvalidKey):
+    with pytest.raises(InvalidKeyError):
         store.patch(key, 0, io.BytesIO(b"x"))
     assert calls == []
 
@@ -457,7 +457,7 @@ def test_prefixes_may_end_in_a_partial_segment():
     assert validate_prefix("reports/.") == "reports/."
     assert validate_prefix("reports/..") == "reports/.."
     for prefix in ("/reports", "a/../", "a\tb"):
-        with pytest.raises(InvalidKey, match="prefix"):
+        with pytest.raises(InvalidKeyError, match="prefix"):
             validate_prefix(prefix)
 
 

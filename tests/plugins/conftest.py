@@ -34,7 +34,8 @@ from dwh_helper.app import api
 from dwh_helper.auth import Principal, TokenValidator, use_token_validator
 from dwh_helper.services import EXTENSION_KEY, Services, Settings
 from include.common.db import engine_for
-from include.dwh.tables import create_all
+from include.dwh.config import DWH_CONN_ID
+from include.dwh.schema import create_all
 from sandbox.http import AsgiServer, serve_asgi
 
 #: The plugins folder, which Airflow (and pytest's ``pythonpath``) puts on sys.path.
@@ -164,7 +165,7 @@ def serve(server_pool, host_workdir) -> Iterator[Callable[..., PluginServer]]:
 
 
 def _engine(register: Callable[[str], str]) -> Iterator[sa.Engine]:
-    engine = engine_for(register("dwh_db"))
+    engine = engine_for(register(DWH_CONN_ID))
     create_all(engine)  # the app would create them on first use; tests look before that
     yield engine
     engine.dispose()  # before the throwaway database is dropped

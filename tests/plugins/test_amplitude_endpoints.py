@@ -25,6 +25,7 @@ import pytest
 from dwh_helper.services import Services, Settings
 from include.common.workdir import work_directory
 from include.dwh.amplitude import AmplitudeCredentials
+from include.dwh.config import AMPLITUDE_MOBILE_CONN_ID
 from sandbox.simulators.amplitude import AmplitudeSimulator
 from tests.conftest import set_connection
 from tests.plugins.conftest import PluginServer
@@ -216,7 +217,7 @@ def test_airflow_services_use_the_source_connection_and_the_workdir_variable(
     project = simulator.projects["mobile"]
     set_connection(
         monkeypatch,
-        "amplitude_mobile",
+        AMPLITUDE_MOBILE_CONN_ID,
         "http",
         host=base_url,
         login=project.api_key,

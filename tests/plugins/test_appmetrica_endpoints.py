@@ -18,6 +18,7 @@ import pytest
 
 from dwh_helper.services import AppMetricaAccess, Services, Settings
 from include.dwh.appmetrica import AppMetricaSettings
+from include.dwh.config import APPMETRICA_CONN_ID
 from sandbox.simulators.appmetrica import AppMetricaSimulator
 from tests.conftest import set_connection
 
@@ -293,7 +294,7 @@ def test_airflow_services_use_the_connection_and_the_variables(monkeypatch, serv
     simulator = running.simulator
     extra = {"application_id": simulator.application_id, "exports": {"daily": events(15)}}
     set_connection(
-        monkeypatch, "appmetrica_api", "http", host=running.base_url, password=simulator.token, extra=extra
+        monkeypatch, APPMETRICA_CONN_ID, "http", host=running.base_url, password=simulator.token, extra=extra
     )
     monkeypatch.setenv("AIRFLOW_VAR_APPMETRICA_EXPORTS", json.dumps({"weekly": events(17)}))
     monkeypatch.setenv("AIRFLOW_VAR_APPMETRICA_POLL_INTERVAL_SECONDS", "0.1")

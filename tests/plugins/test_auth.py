@@ -20,12 +20,12 @@ from dwh_helper.app import api, create_app
 from dwh_helper.auth import (
     TOKEN_COOKIE,
     AirflowTokenValidator,
-    InvalidToken,
+    InvalidTokenError,
     Principal,
 )
 from dwh_helper.services import Services
 from include.dwh.s3 import S3Store
-from include.dwh.tables import events_part
+from include.dwh.schema import events_part
 from sandbox.http import serve_wsgi
 from sandbox.simulators.s3 import s3_client
 from tests.conftest import new_bucket
@@ -47,7 +47,7 @@ class FixedTokens:
         try:
             name, _, _ = self._users[token]
         except KeyError:
-            raise InvalidToken("unknown token") from None
+            raise InvalidTokenError("unknown token") from None
         return Principal(name=name, user=token)
 
     def may_read(self, principal: Principal) -> bool:
@@ -398,9 +398,9 @@ def test_tampered_expired_and_unsigned_tokens_are_invalid(simple_auth_manager):
     expired = simple_auth_manager.generate_jwt(user, expiration_time_in_seconds=-3600)
 
     for bad in (f"{header}.{payload}.{signature[:-4]}AAAA", unsigned, "not-a-jwt", ""):
-        with pytest.raises(InvalidToken, match="not valid"):
+        with pytest.raises(InvalidTokenError, match="not valid"):
             validator.authenticate(bad)
-    with pytest.raises(InvalidToken, match="expired"):
+    with pytest.raises(InvalidTokenError, match="expired"):
         validator.authenticate(expired)
 
 

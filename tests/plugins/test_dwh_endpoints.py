@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from dwh_helper.services import Services, Settings
 from include.common.db import engine_for
-from include.dwh.tables import TABLES, create_all, events_part, row_from_event, tmp_event_properties
+from include.dwh.config import AMPLITUDE_MOBILE_CONN_ID, DWH_CONN_ID, S3_CONN_ID
+from include.dwh.schema import TABLES, create_all, events_part, row_from_event, tmp_event_properties
 
 
 def amplitude_event(i: int) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def test_batch_exactly_at_the_bytes_limit_is_not_split(sqlite_dwh_engine, dwh_ap
 
 def test_psycopg2_driver_returns_ids_in_order_too(postgres_conn, dwh_api):
     """PostgreSQL without psycopg 3 goes through SQLAlchemy's ordered INSERT ... RETURNING."""
-    url = engine_for(postgres_conn("dwh_db")).url.set(drivername="postgresql+psycopg2")
+    url = engine_for(postgres_conn(DWH_CONN_ID)).url.set(drivername="postgresql+psycopg2")
     engine = sa.create_engine(url)
     try:
         base = dwh_api(engine, max_rows_per_insert=3)
@@ -466,13 +467,13 @@ def test_get_rejects_bad_limit_and_offset(sqlite_dwh_engine, dwh_api, params, de
 
 
 def test_default_services_use_the_dwh_db_connection_and_create_the_tables(sqlite_conn, serve):
-    sqlite_conn("dwh_db", "dwh.sqlite")
+    sqlite_conn(DWH_CONN_ID, "dwh.sqlite")
     base = serve(None).base
 
     created = post(f"{base}/dwh/user-locations", {"data": [{"uuid": "u-1", "city": "Pune"}]})
 
     assert created.status_code == 201
-    engine = engine_for("dwh_db")
+    engine = engine_for(DWH_CONN_ID)
     assert all(sa.inspect(engine).has_table(table.name) for table in TABLES.values())
     assert [row["city"] for row in db_rows(engine, TABLES["user-locations"])] == ["Pune"]
     engine.dispose()
@@ -506,7 +507,7 @@ def test_clients_are_built_once_from_their_connection_and_missing_ones_are_named
     assert built == []  # nothing is built before it is used
     assert services.s3() == services.s3() == "client for dwh_s3"
     assert services.amplitude("mobile") == "client for amplitude_mobile"
-    assert built == ["dwh_s3", "amplitude_mobile"]
+    assert built == [S3_CONN_ID, AMPLITUDE_MOBILE_CONN_ID]
     with pytest.raises(ValueError, match="unknown Amplitude source 'ios'"):
         services.amplitude("ios")
     with pytest.raises(RuntimeError, match="AppMetrica is not configured"):

@@ -33,7 +33,7 @@ from include.common.db import sqlite_engine
 from include.dwh.amplitude import AmplitudeCredentials
 from include.dwh.appmetrica import AppMetricaSettings
 from include.dwh.s3 import S3Store
-from include.dwh.tables import events_part, writable_columns
+from include.dwh.schema import events_part, writable_columns
 from sandbox.http import serve_asgi
 from sandbox.simulators.amplitude import AmplitudeSimulator
 from sandbox.simulators.appmetrica import AppMetricaSimulator
@@ -157,6 +157,32 @@ def test_every_route_of_the_blueprint_is_documented(plugin: PluginServer) -> Non
         if method != "parameters"
     }
 
+    assert routes == documented
+
+
+def test_each_blueprint_documents_exactly_its_own_routes(plugin: PluginServer) -> None:
+    """Per child blueprint: the routes it registers are the operations tagged with its name, and the
+    reverse, so a route added to (or dropped from) one blueprint cannot hide behind another's."""
+    prefix = api.url_prefix
+    routes: dict[str, set[tuple[str, str]]] = {}
+    for rule in plugin.flask_app.url_map.iter_rules():
+        if not rule.rule.startswith(prefix + "/"):
+            continue
+        blueprint = rule.endpoint.split(".")[1]  # dwh_helper.<child>.<view>
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule.removeprefix(prefix)).replace(
+            "{slug}", "{table}"
+        )
+        routes.setdefault(blueprint, set()).update(
+            (path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}
+        )
+    documented: dict[str, set[tuple[str, str]]] = {}
+    for path, item in schema.raw_schema["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                (tag,) = operation["tags"]
+                documented.setdefault(tag, set()).add((path, method))
+
+    assert set(routes) == {"dwh", "docs", "s3", "appmetrica", "amplitude"}
     assert routes == documented
 
 

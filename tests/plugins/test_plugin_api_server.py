@@ -33,7 +33,8 @@ import dwh_helper_plugin  # before any test registers the blueprint: as in Airfl
 from dwh_helper.app import api
 from dwh_helper.auth import use_token_validator
 from dwh_helper.services import EXTENSION_KEY, Services
-from include.dwh.tables import events_part
+from include.dwh.config import AMPLITUDE_WEB_CONN_ID, DWH_CONN_ID, S3_CONN_ID
+from include.dwh.schema import events_part
 from sandbox.simulators.amplitude import AmplitudeSimulator
 from sandbox.simulators.s3 import airflow_connection
 from tests.conftest import connection_env, new_bucket
@@ -74,10 +75,10 @@ def server(request, airflow_db, tmp_path_factory, s3_endpoint, bucket, amplitude
     amplitude_address = urlsplit(amplitude_url)
     env = {
         "TMPDIR": str(home / "tmp"),
-        **connection_env("dwh_db", "sqlite", host=str(home / "dwh.sqlite")),
-        **connection_env("dwh_s3", s3.pop("conn_type"), **s3),
+        **connection_env(DWH_CONN_ID, "sqlite", host=str(home / "dwh.sqlite")),
+        **connection_env(S3_CONN_ID, s3.pop("conn_type"), **s3),
         **connection_env(
-            "amplitude_web",
+            AMPLITUDE_WEB_CONN_ID,
             "http",
             host=amplitude_address.hostname,
             port=amplitude_address.port,

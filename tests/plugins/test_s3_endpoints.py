@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from dwh_helper.services import Services, Settings
-from include.dwh.s3 import MIB, MIN_PART_SIZE, S3Download, S3Store
+from include.dwh.config import S3_CONN_ID
+from include.dwh.s3 import S3Download, S3Store
+from include.dwh.s3_upload import MIB, MIN_PART_SIZE
 from sandbox.simulators.s3 import (
     SECRET_ACCESS_KEY,
     airflow_connection,
@@ -451,7 +453,7 @@ def test_a_store_failure_is_502_without_credentials(serve, client, s3_endpoint):
 def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve, client, s3_endpoint):
     bucket = new_bucket(s3_endpoint)
     fields = airflow_connection(s3_endpoint, bucket)
-    set_connection(monkeypatch, "dwh_s3", fields.pop("conn_type"), **fields)
+    set_connection(monkeypatch, S3_CONN_ID, fields.pop("conn_type"), **fields)
     s3 = S3Api(client, serve(Services.from_airflow()), s3_endpoint, bucket)
 
     created = s3.upload("from/airflow.txt", b"hello")
@@ -462,7 +464,7 @@ def test_airflow_services_use_the_dwh_s3_connection(monkeypatch, serve, client, 
 
 
 def test_without_a_bucket_in_the_connection_the_endpoints_are_503(monkeypatch, serve_services, client):
-    set_connection(monkeypatch, "dwh_s3", "aws", login="key", password="secret-4d1e")
+    set_connection(monkeypatch, S3_CONN_ID, "aws", login="key", password="secret-4d1e")
     base = serve_services(Services.from_airflow()) + "/s3"
 
     response = client.get(f"{base}/objects")

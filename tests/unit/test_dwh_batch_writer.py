@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from include.dwh.batch_writer import chunk_rows, read_rows, write_rows
-from include.dwh.tables import (
+from include.dwh.schema import (
     TABLES,
     create_all,
     events_part,

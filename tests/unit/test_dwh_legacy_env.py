@@ -30,7 +30,7 @@ LOGGING_LEVEL=INFO
 """
 
 
-def test_seed_env_maps_to_connections_and_variables():
+def test_the_original_env_maps_to_connections_and_variables():
     result = import_env(SEED_ENV)
     c = result.connections
     assert c["dwh_db"] == {
