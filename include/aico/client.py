@@ -39,7 +39,7 @@ class AicoApiError(AicoError):
         self.operation, self.status, self.code = operation, status, code
 
 
-class _Expired(Exception):
+class _TokenExpiredError(Exception):
     pass
 
 
@@ -136,11 +136,11 @@ class AicoClient:
     def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
         try:
             return self._send(operation, method, path, **kwargs)
-        except _Expired:
+        except _TokenExpiredError:
             self._token = None  # one new token, one retry
             try:
                 return self._send(operation, method, path, **kwargs)
-            except _Expired:
+            except _TokenExpiredError:
                 raise AicoApiError(
                     f"AICO {operation}: the token was refused right after it was issued", operation=operation
                 ) from None
@@ -158,7 +158,7 @@ class AicoClient:
             else:
                 status = response.status_code
                 if status == 401 and auth:
-                    raise _Expired
+                    raise _TokenExpiredError
                 if status == 429 or status >= 500:
                     problem = f"HTTP {status}"
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -192,7 +192,7 @@ class AicoClient:
             )
         code, message = payload.get(c.code_field), str(payload.get(c.message_field) or "")[:200]
         if auth and code in c.expired_codes:
-            raise _Expired
+            raise _TokenExpiredError
         data = payload.get(c.data_field)
         shown = {k: v for k, v in data.items() if k != c.token_field} if isinstance(data, dict) else None
         self.answers.append(

@@ -12,9 +12,13 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = ("dags", "plugins", "include")
 TOOLING = {"sandbox", "tests", "bench"}
+#: Production modules stay readable in one sitting; simulators and tests are not held to it.
+MAX_MODULE_LINES = 470
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", re.MULTILINE)
 
 
@@ -115,3 +119,9 @@ def test_the_production_image_installs_the_runtime_lock_and_no_tooling():
         assert f"{tool}/" not in runtime, f"{tool}/ is copied into the production image"
     sandbox = " ".join(stages["sandbox"])
     assert "requirements-dev.txt" in sandbox and "sandbox/" in sandbox
+
+
+@pytest.mark.parametrize("path", production_modules(), ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_production_modules_stay_small(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{lines} lines: split it by responsibility"
