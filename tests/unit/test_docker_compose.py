@@ -60,6 +60,7 @@ SANDBOX_SERVICES = {
     "callio-sandbox": ("sandbox.simulators.callio", 18765),
     "appmetrica-sandbox": ("sandbox.simulators.appmetrica", 18766),
     "amplitude-sandbox": ("sandbox.simulators.amplitude", 18767),
+    "aico-sandbox": ("sandbox.simulators.aico", 18768),
 }
 # Connection id -> (accepted types, service it must point at, database it must name).
 PIPELINE_CONNECTIONS = {
@@ -74,6 +75,7 @@ PIPELINE_CONNECTIONS = {
     "appmetrica_api": ({"http"}, "appmetrica-sandbox", None),
     "amplitude_web": ({"http"}, "amplitude-sandbox", None),
     "amplitude_mobile": ({"http"}, "amplitude-sandbox", None),
+    "aico_api": ({"http"}, "aico-sandbox", None),
 }
 # What each long-running service's healthcheck must probe (as in Airflow's official compose file).
 EXPECTED_HEALTHCHECKS = {
