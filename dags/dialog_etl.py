@@ -62,7 +62,7 @@ WORKER_POOL = "dialog_etl"
 def dialog_etl():
     @task
     def resolve_target_date(params=None, dag_run=None) -> str:
-        from include.common.timeutil import day_to_process
+        from include.dialog.days import day_to_process
 
         return day_to_process(params["target_date"], dag_run.logical_date, dag_run.run_after).isoformat()
 

@@ -16,7 +16,7 @@ import sys
 import sqlalchemy as sa
 
 from include.common.db import REPO_ROOT, sqlite_engine, sqlite_path
-from include.common.timeutil import SHANGHAI
+from include.dialog.days import SHANGHAI
 from sandbox.dagrun import run_dag
 from sandbox.simulators.callio import CallioSimulator
 from sandbox.worlds.callio import DAY_MS, CallioWorld

@@ -41,6 +41,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
+class BadRequestError(Exception):
+    """A request a simulated API refuses with 400; the message is the API's own wording."""
+
+
 @dataclass
 class Request:
     method: str
@@ -218,7 +222,8 @@ def _handler_class(api: SimulatedApi) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(length))
             self.end_headers()
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+        # http.server dispatches to do_<METHOD>
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
 
         def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
             pass

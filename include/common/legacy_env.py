@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from include.common import settings as airflow_settings
+from include.common import settings_file
 
 MYSQL_DEFAULT_PORT = 3306
 
@@ -169,7 +170,7 @@ class ImportResult:
 
     def to_settings(self) -> dict[str, Any]:
         """The result as normalized ``airflow_settings.yaml`` content."""
-        return airflow_settings.normalize(
+        return settings_file.normalize(
             {
                 "airflow": {
                     "connections": list(self.connections.values()),
@@ -332,29 +333,29 @@ def describe(result: ImportResult) -> list[str]:
         if conn.get("conn_schema"):
             where += f"/{conn['conn_schema']}"
         login = conn.get("conn_login") or "-"
-        password = airflow_settings.MASK if conn.get("conn_password") else "-"
+        password = settings_file.MASK if conn.get("conn_password") else "-"
         lines.append(
             f"connection {conn['conn_id']}: {conn.get('conn_type')} {where} login={login} password={password}"
         )
     for pool in result.pools.values():
         lines.append(f"pool {pool['pool_name']}: {pool['pool_slot']} slots")
     for name, value in result.variables.items():
-        secret = name in result.secret_variables or airflow_settings.is_sensitive(name)
-        lines.append(f"variable {name} = {airflow_settings.MASK if secret else value}")
+        secret = name in result.secret_variables or settings_file.is_sensitive(name)
+        lines.append(f"variable {name} = {settings_file.MASK if secret else value}")
     lines += [f"note: {note}" for note in result.notes]
     return lines
 
 
 def write_output(path: Path, result: ImportResult, source: Path) -> Path:
     """Merge into ``path`` when it exists: same ids replaced, everything else kept."""
-    current = airflow_settings.load(path) if path.exists() else airflow_settings.empty()
-    merged = airflow_settings.merge(current, result.to_settings())
+    current = settings_file.load(path) if path.exists() else settings_file.empty()
+    merged = settings_file.merge(current, result.to_settings())
     header = (
         f"Airflow connections, pools and variables (imported from {source.name} by include.common.legacy_env).\n"
         "It may hold passwords: keep it out of version control. Apply it with\n"
         f"  python -m include.common.settings apply {path}"
     )
-    return airflow_settings.write(path, merged, header=header)
+    return settings_file.write(path, merged, header=header)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
+from include.common.rejects import clip_detail
 from include.common.sql import insert_ignore
-from include.common.timeutil import day_bounds
 from include.dialog.conversation import Reject, Utterance, assemble, owner_of
+from include.dialog.days import day_bounds
 from include.dialog.schema import people_customer_dialog as src
 from include.dialog.schema import prepared_conversation_rejects, prepared_conversations
 
@@ -131,7 +132,7 @@ def _reject_rows(rejects: list[Reject], day: dt.date, run_id: str, now: dt.datet
             "group_code": r.group_code,
             "dialog_date": day,
             "reason": r.reason,
-            "detail": r.detail[:255] or None,
+            "detail": clip_detail(r.detail),
             "etl_run_id": run_id,
             "rejected_at": now,
         }

@@ -1,4 +1,4 @@
-"""The dialog ETL's legacy ``.env`` keys (seed 000), registered with :mod:`include.common.legacy_env`.
+"""The dialog ETL's legacy ``.env`` keys, registered with :mod:`include.common.legacy_env`.
 
 ``url`` + ``username``/``password`` was the one MySQL server holding both dialog tables; ``SRC_DB_*`` /
 ``DST_DB_*`` split source and target; ``TEST_*`` / ``PROD_*`` and ``AICO_HOST*`` were the AICO database

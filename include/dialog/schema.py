@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from include.common.rejects import rejects_table
 from include.common.table_shape import check_tables
 from include.common.types import BigId, LongText
 
@@ -62,21 +63,16 @@ prepared_conversations = sa.Table(
     mysql_charset="utf8mb4",
 )
 
-prepared_conversation_rejects = sa.Table(
+# A re-run finds the same bad rows again; the first rejection (and its run id) is kept.
+prepared_conversation_rejects = rejects_table(
     "prepared_conversation_rejects",
     target_metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("source_id", sa.BigInteger, nullable=False),
     sa.Column("call_id", sa.String(64)),
     sa.Column("group_code", sa.String(32)),
     sa.Column("dialog_date", sa.Date, nullable=False),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Column("detail", sa.String(255)),
-    sa.Column("etl_run_id", sa.String(250), nullable=False),
-    sa.Column("rejected_at", sa.DateTime, nullable=False, comment="UTC"),
-    # A re-run finds the same bad rows again; the first rejection (and its run id) is kept.
-    sa.UniqueConstraint("source_id", "reason", name="uq_pcr_source_reason"),
-    mysql_charset="utf8mb4",
+    unique=("source_id",),
+    unique_name="uq_pcr_source_reason",
 )
 
 

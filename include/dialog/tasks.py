@@ -11,7 +11,7 @@ import logging
 from include.common.dag_defaults import fail_without_retry
 from include.common.db import engine_for
 from include.common.table_shape import TableShapeError
-from include.common.timeutil import parse_day
+from include.dialog.days import parse_day
 from include.dialog.etl import find_groups, load_group, reject_unroutable, summarize
 from include.dialog.schema import check_source_table, ensure_target_tables
 

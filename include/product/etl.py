@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from include.common.rejects import clip_detail
 from include.common.sql import insert_ignore, upsert
 from include.common.watermark import START, Watermark, load_watermark, save_watermark
 from include.product.normalize import NormalizeError, Product, normalize
@@ -147,7 +148,7 @@ def apply_batch(conn: sa.Connection, rows: Sequence[sa.Row], run_id: str, write:
                     "brand_code": (row.brand_code or "")[:32] or None,
                     "sku": (row.sku or "")[:64] or None,
                     "reason": str(exc.reason),
-                    "detail": exc.detail[:255],
+                    "detail": clip_detail(exc.detail),
                     "etl_run_id": run_id,
                     "rejected_at": now,
                 }

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from include.common.rejects import rejects_table
 from include.common.types import BigId, LongText
 
 staging_metadata = sa.MetaData()
@@ -94,19 +95,14 @@ product_change_log = sa.Table(
     mysql_charset="utf8mb4",
 )
 
-product_etl_rejects = sa.Table(
+# The same version of the same row is rejected once, however often it is read again.
+product_etl_rejects = rejects_table(
     "product_etl_rejects",
     metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("staging_id", sa.BigInteger, nullable=False),
     sa.Column("src_updated_at", sa.DateTime, nullable=False),
     sa.Column("brand_code", sa.String(32)),
     sa.Column("sku", sa.String(64)),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Column("detail", sa.String(255)),
-    sa.Column("etl_run_id", sa.String(250), nullable=False),
-    sa.Column("rejected_at", sa.DateTime, nullable=False, comment="UTC"),
-    # The same version of the same row is rejected once, however often it is read again.
-    sa.UniqueConstraint("staging_id", "src_updated_at", "reason", name="uq_product_rejects_row"),
-    mysql_charset="utf8mb4",
+    unique=("staging_id", "src_updated_at"),
+    unique_name="uq_product_rejects_row",
 )

@@ -48,7 +48,7 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.http import Request, Response, SimulatedApi
+from sandbox.http import BadRequestError, Request, Response, SimulatedApi
 
 HOUR = dt.timedelta(hours=1)
 EXPORT_DELAY = dt.timedelta(hours=2)
@@ -88,10 +88,6 @@ def default_projects(seed: int = 1) -> dict[str, AmplitudeProject]:
             source, 400_000 + number, f"{rng.getrandbits(128):032x}", f"{rng.getrandbits(128):032x}"
         )
     return projects
-
-
-class _BadRequest(Exception):
-    pass
 
 
 class AmplitudeSimulator:
@@ -186,7 +182,7 @@ class AmplitudeSimulator:
             )
         try:
             start, end = _range(request.query)
-        except _BadRequest as exc:
+        except BadRequestError as exc:
             return Response.error(400, str(exc))
         hours = self.hours(start, end)
         if not hours:
@@ -508,16 +504,16 @@ def _range(query: Mapping[str, str]) -> tuple[dt.datetime, dt.datetime]:
     for name in ("start", "end"):
         value = query.get(name)
         if not value:
-            raise _BadRequest(f"Missing required parameter: {name} (YYYYMMDDTHH)")
+            raise BadRequestError(f"Missing required parameter: {name} (YYYYMMDDTHH)")
         try:
             bounds.append(dt.datetime.strptime(value, "%Y%m%dT%H"))
         except ValueError:
-            raise _BadRequest(f"Invalid {name} {value!r}: expected YYYYMMDDTHH") from None
+            raise BadRequestError(f"Invalid {name} {value!r}: expected YYYYMMDDTHH") from None
     start, end = bounds
     if start > end:
-        raise _BadRequest("start must not be after end")
+        raise BadRequestError("start must not be after end")
     if end - start > MAX_RANGE:
-        raise _BadRequest("The time range cannot exceed 365 days")
+        raise BadRequestError("The time range cannot exceed 365 days")
     return start, end
 
 

@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass
 
-from sandbox.http import Request, Response, SimulatedApi
+from sandbox.http import BadRequestError, Request, Response, SimulatedApi
 
 DEFAULT_TOKEN = "sandbox-appmetrica-token"
 DEFAULT_APPLICATION_ID = 1_234_567
@@ -119,10 +119,6 @@ _PLACES = (
     ("DE", "Berlin", "de_DE"),
     ("US", "New York", "en_US"),
 )
-
-
-class _BadRequest(Exception):
-    pass
 
 
 @dataclass
@@ -224,7 +220,7 @@ class AppMetricaSimulator:
             return _auth_error()
         try:
             query = _parse(request)
-        except _BadRequest as exc:
+        except BadRequestError as exc:
             return _error(400, "invalid_parameter", str(exc))
         if query.application_id not in apps:
             return _error(403, "access_denied", f"Access to application {query.application_id} is denied")
@@ -373,33 +369,33 @@ def _parse(request: Request) -> _Query:
     """Validate an export request's path and parameters, with the real API's kind of messages."""
     resource, dot, export_format = request.params["name"].rpartition(".")
     if not dot or export_format not in ("json", "csv"):
-        raise _BadRequest("The export format must be json or csv: /logs/v1/export/<resource>.<json|csv>")
+        raise BadRequestError("The export format must be json or csv: /logs/v1/export/<resource>.<json|csv>")
     if resource not in RESOURCES:
-        raise _BadRequest(f"Unknown resource {resource!r}; available: {', '.join(sorted(RESOURCES))}")
+        raise BadRequestError(f"Unknown resource {resource!r}; available: {', '.join(sorted(RESOURCES))}")
     query = request.query
     application_id = query.get("application_id", "")
     if not application_id.isdigit():
-        raise _BadRequest("Parameter application_id is required and must be a number")
+        raise BadRequestError("Parameter application_id is required and must be a number")
     since, until = _datetime(query, "date_since"), _datetime(query, "date_until")
     if since > until:
-        raise _BadRequest("date_since must not be later than date_until")
+        raise BadRequestError("date_since must not be later than date_until")
     available = set(resource_fields(resource))
     fields = tuple(name.strip() for name in query.get("fields", "").split(",") if name.strip())
     if not fields:
-        raise _BadRequest("Parameter fields is required: a comma-separated list of field names")
+        raise BadRequestError("Parameter fields is required: a comma-separated list of field names")
     unknown = [name for name in fields if name not in available]
     if unknown:
-        raise _BadRequest(f"Unknown fields for {resource}: {', '.join(unknown)}")
+        raise BadRequestError(f"Unknown fields for {resource}: {', '.join(unknown)}")
     date_dimension = query.get("date_dimension", "default")
     if date_dimension not in ("default", "receive"):
-        raise _BadRequest("date_dimension must be default or receive")
+        raise BadRequestError("date_dimension must be default or receive")
     limit = query.get("limit")
     if limit is not None and not (limit.isdigit() and int(limit) > 0):
-        raise _BadRequest("limit must be a positive integer")
+        raise BadRequestError("limit must be a positive integer")
     filters = tuple(sorted((name, value) for name, value in query.items() if name not in EXPORT_PARAMS))
     unknown = [name for name, _ in filters if name not in available]
     if unknown:
-        raise _BadRequest(f"Unknown parameters: {', '.join(unknown)}")
+        raise BadRequestError(f"Unknown parameters: {', '.join(unknown)}")
     return _Query(
         resource=resource,
         export_format=export_format,
@@ -424,11 +420,11 @@ def resource_fields(resource: str) -> tuple[str, ...]:
 def _datetime(query: Mapping[str, str], name: str) -> dt.datetime:
     value = query.get(name)
     if not value:
-        raise _BadRequest(f"Parameter {name} is required (yyyy-mm-dd hh:mm:ss)")
+        raise BadRequestError(f"Parameter {name} is required (yyyy-mm-dd hh:mm:ss)")
     try:
         return dt.datetime.strptime(value, DATETIME_FORMAT)
     except ValueError:
-        raise _BadRequest(f"Parameter {name} must look like yyyy-mm-dd hh:mm:ss, got {value!r}") from None
+        raise BadRequestError(f"Parameter {name} must look like yyyy-mm-dd hh:mm:ss, got {value!r}") from None
 
 
 def _csv(query: _Query, rows: Sequence[Mapping[str, str]]) -> bytes:

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
-from sandbox.http import Request, Response, SimulatedApi
+from sandbox.http import BadRequestError, Request, Response, SimulatedApi
 from sandbox.worlds.callio import DAY_MS, CallioWorld, Record, Tenant, time_value
 
 TIME_FIELDS = {"customer": "updateTime", "call": "createTime"}
@@ -72,10 +72,6 @@ class _Index:
         start = 0 if hi is None else bisect.bisect_left(self.keys, -hi)
         stop = len(self.keys) if lo is None else bisect.bisect_right(self.keys, -lo)
         return start, max(start, stop)
-
-
-class _BadRequest(Exception):
-    pass
 
 
 class CallioSimulator:
@@ -167,11 +163,11 @@ class CallioSimulator:
         try:
             page, size = self._paging(request)
             if request.query.get("sort", f"{time_field}DESC") != f"{time_field}DESC":
-                raise _BadRequest(f"sort must be {time_field}DESC")
+                raise BadRequestError(f"sort must be {time_field}DESC")
             pairs = self.customer_time_params if resource == "customer" else (("from", "to"),)
             lo = max((_int_param(request, p) for p, _ in pairs if p in request.query), default=None)
             hi = min((_int_param(request, p) for _, p in pairs if p in request.query), default=None)
-        except _BadRequest as exc:
+        except BadRequestError as exc:
             return Response.error(400, str(exc))
         if page * size > self.max_result_window:
             return self._window_too_large(page, size)
@@ -188,7 +184,7 @@ class CallioSimulator:
             return tenant
         try:
             page, size = self._paging(request)
-        except _BadRequest as exc:
+        except BadRequestError as exc:
             return Response.error(400, str(exc))
         records = tenant.staff if resource == "user" else tenant.groups
         first = (page - 1) * size
@@ -221,7 +217,7 @@ class CallioSimulator:
         page = _int_param(request, "page", 1)
         size = _int_param(request, "pageSize", DEFAULT_PAGE_SIZE)
         if page < 1 or size < 1:
-            raise _BadRequest("page and pageSize must be positive")
+            raise BadRequestError("page and pageSize must be positive")
         return page, min(size, self.max_page_size)
 
     def _window_too_large(self, page: int, size: int) -> Response:
@@ -270,7 +266,7 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int:
     try:
         return int(value or "")
     except ValueError:
-        raise _BadRequest(f"{name} must be an integer") from None
+        raise BadRequestError(f"{name} must be an integer") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from include.common.db import engine_for
-from include.common.timeutil import SHANGHAI
+from include.dialog.days import SHANGHAI
 from include.dialog.schema import prepared_conversation_rejects, prepared_conversations
 from sandbox.dagrun import load_dag, run_dag
 from sandbox.worlds.dialog import build_world

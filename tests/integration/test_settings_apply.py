@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from include.common import settings
+from include.common import settings, settings_file
 from include.dialog import legacy_env as dialog_legacy_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -244,7 +244,7 @@ def test_show_masks_passwords_and_secret_extras(tmp_path):
 
 
 def test_repo_defaults_are_valid_settings():
-    defaults = settings.load(REPO_ROOT / "airflow_settings.yaml")["airflow"]
+    defaults = settings_file.load(REPO_ROOT / "airflow_settings.yaml")["airflow"]
     conns = {c["conn_id"]: (c["conn_type"], c["conn_host"]) for c in defaults["connections"]}
     assert conns["dialog_src"] == ("sqlite", "dialog_src.sqlite")
     assert conns["dialog_dst"] == ("sqlite", "dialog_dst.sqlite")

@@ -7,7 +7,7 @@ import datetime as dt
 import pendulum
 import pytest
 
-from include.common.timeutil import day_bounds, day_to_process, parse_day
+from include.dialog.days import day_bounds, day_to_process, parse_day
 
 UTC = dt.UTC
 
@@ -28,8 +28,10 @@ def test_manual_run_without_logical_date_processes_the_shanghai_day_before_run_a
     assert day_to_process(None, None, dt.datetime(2024, 6, 1, 15, 0, tzinfo=UTC)) == dt.date(2024, 5, 31)
 
 
-def _dag():
-    """The DAG as the scheduler and `airflow backfill create` see it (serialized)."""
+@pytest.fixture
+def dialog_dag(airflow_db):
+    """The DAG as the scheduler and `airflow backfill create` see it (serialized; loading it reads
+    the metadata database)."""
     from airflow.serialization.serialized_objects import DagSerialization
 
     from sandbox.dagrun import load_dag
@@ -37,8 +39,8 @@ def _dag():
     return DagSerialization.from_dict(DagSerialization.to_dict(load_dag("dialog_etl")))
 
 
-def test_scheduled_runs_process_the_previous_shanghai_day():
-    dag = _dag()
+def test_scheduled_runs_process_the_previous_shanghai_day(dialog_dag):
+    dag = dialog_dag
     info = dag.timetable.next_dagrun_info(
         last_automated_data_interval=None, restriction=_restriction(pendulum.datetime(2024, 6, 1, tz="UTC"))
     )
@@ -52,10 +54,10 @@ def _restriction(earliest):
     return TimeRestriction(earliest=earliest, latest=None, catchup=True)
 
 
-def test_backfill_range_processes_each_day_once():
+def test_backfill_range_processes_each_day_once(dialog_dag):
     """`airflow backfill create --from-date 2024-06-02 --to-date 2024-06-06` picks the runs whose
     logical_date lies in that range (Airflow's own selection, used here); each processes one day."""
-    dag = _dag()
+    dag = dialog_dag
     infos = list(
         dag.iter_dagrun_infos_between(
             pendulum.datetime(2024, 6, 2, tz="UTC"), pendulum.datetime(2024, 6, 6, tz="UTC")
