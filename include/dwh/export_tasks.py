@@ -1,0 +1,75 @@
+"""Entry points the export DAGs call: params and context in, XCom-friendly summaries out.
+
+Connections are read here, at run time (:mod:`include.dwh.config`), and every temporary file lives in
+a locked work directory of the task's own (:mod:`include.common.workdir`), removed however the task
+ends; directories left by killed workers are removed at the start of the next task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from include.common.dag_defaults import fail_without_retry
+from include.common.workdir import remove_abandoned, work_directory
+from include.dwh.config import DWH_CONN_ID, EXPORT_WORKDIR_ENV
+
+log = logging.getLogger(__name__)
+
+
+def workdir_parent() -> str | None:
+    return os.environ.get(EXPORT_WORKDIR_ENV) or None
+
+
+def amplitude_plan_task(params: Mapping[str, Any], moment: dt.datetime) -> list[dict[str, str]]:
+    """The (source, range) jobs of this run; bad params fail at once, without retries."""
+    from include.dwh.amplitude import AmplitudeConfigError
+    from include.dwh.amplitude_export import plan
+
+    with fail_without_retry(ValueError, AmplitudeConfigError):
+        return plan(params, moment)
+
+
+def amplitude_source_task(job: Mapping[str, str], params: Mapping[str, Any]) -> dict[str, Any]:
+    """One source's branch: export, store in S3, load the seven tables (idempotent)."""
+    from include.common.db import engine_for
+    from include.dwh.amplitude import AmplitudeAuthError, load_credentials
+    from include.dwh.amplitude_export import WORKDIR_PREFIX, export_store_load
+    from include.dwh.amplitude_split import EventFormatError
+    from include.dwh.exports import ensure_load_log
+    from include.dwh.s3 import S3Store
+    from include.dwh.validation import ValidationError
+
+    engine = engine_for(DWH_CONN_ID)
+    ensure_load_log(engine)
+    store = S3Store.from_connection()
+    credentials = load_credentials(job["source"])
+    parent = workdir_parent()
+    remove_abandoned(parent, WORKDIR_PREFIX)
+    with (
+        fail_without_retry(AmplitudeAuthError, EventFormatError, ValidationError),
+        work_directory(parent, WORKDIR_PREFIX) as workdir,
+    ):
+        return export_store_load(
+            job,
+            credentials,
+            store,
+            engine,
+            workdir,
+            attempts=int(params.get("attempts", 4)),
+            backoff_s=float(params.get("backoff_seconds", 5.0)),
+            max_rows=int(params.get("batch_rows", 1000)),
+        )
+
+
+def export_summary_task(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every branch's summary, keyed by source (or resource), plus the totals."""
+    results = list(results)
+    return {
+        "sources": {result["source"]: result for result in results},
+        "events": sum(result["events"] for result in results),
+        "no_data": sorted(result["source"] for result in results if result["status"] == "no data"),
+    }
