@@ -77,10 +77,11 @@ def fingerprints(engine: sa.Engine) -> dict[str, tuple[int, str]]:
     return {table.name: table_fingerprint(engine, table) for table in TABLES}
 
 
+@pytest.mark.parametrize("dwh", ["sqlite", "postgres"])
 def test_a_week_of_both_sources_loads_and_a_rerun_changes_nothing(
-    sqlite_conn, bucket, s3_endpoint, workdir, monkeypatch
+    dwh, request, bucket, s3_endpoint, workdir, monkeypatch
 ):
-    engine = engine_for(sqlite_conn(DWH_CONN_ID))
+    engine = engine_for(request.getfixturevalue(f"{dwh}_conn")(DWH_CONN_ID))
     with amplitude(monkeypatch):
         first = run_dag("amplitude_export", {"week": "2024-W06", "backoff_seconds": 0})
         assert first.state == "success", first.task_states
