@@ -73,3 +73,56 @@ def export_summary_task(results: list[dict[str, Any]]) -> dict[str, Any]:
         "events": sum(result["events"] for result in results),
         "no_data": sorted(result["source"] for result in results if result["status"] == "no data"),
     }
+
+
+def appmetrica_plan_task(params: Mapping[str, Any], moment: dt.datetime) -> list[dict[str, Any]]:
+    """The (resource, day) jobs of this run; bad params fail at once, without retries."""
+    from include.dwh.appmetrica_export import plan
+    from include.dwh.appmetrica_exports import AppMetricaConfigError
+
+    with fail_without_retry(ValueError, AppMetricaConfigError):
+        return plan(params, moment)
+
+
+def appmetrica_store_if_ready(job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Ask for the job's export once; if it is ready, stream it into S3 and say where, else None."""
+    from include.dwh.appmetrica import AppMetricaAuthError, AppMetricaRequestError, load_settings
+    from include.dwh.appmetrica_export import WORKDIR_PREFIX, download, object_key
+    from include.dwh.s3 import S3Store
+
+    settings = load_settings()
+    parent = workdir_parent()
+    remove_abandoned(parent, WORKDIR_PREFIX)
+    with (
+        fail_without_retry(AppMetricaAuthError, AppMetricaRequestError),
+        work_directory(parent, WORKDIR_PREFIX) as workdir,
+    ):
+        target = workdir / "export.json"
+        size = download(job, settings, target)
+        if size is None:
+            return None
+        key = object_key(job["resource"], job["day"])
+        with open(target, "rb") as body:
+            S3Store.from_connection().upload(key, body, content_type="application/json")
+    log.info("AppMetrica %s %s: %d bytes stored at %s", job["resource"], job["day"], size, key)
+    return {"resource": job["resource"], "day": job["day"], "key": key, "bytes": size}
+
+
+def appmetrica_load_task(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Load the stored export of one (resource, day) into the tables it maps to (idempotent)."""
+    from include.common.db import engine_for
+    from include.dwh.appmetrica_export import WORKDIR_PREFIX, load_export
+    from include.dwh.exports import ensure_load_log
+    from include.dwh.s3 import S3Store
+
+    engine = engine_for(DWH_CONN_ID)
+    ensure_load_log(engine)
+    parent = workdir_parent()
+    with work_directory(parent, WORKDIR_PREFIX) as workdir:
+        path = workdir / "export.json"
+        with S3Store.from_connection().download(stored["key"]) as body, open(path, "wb") as out:
+            for chunk in body.chunks():
+                out.write(chunk)
+        rows = load_export(engine, path, stored["resource"], stored["day"])
+    events = sum(rows.values())
+    return {**stored, "source": stored["resource"], "status": "loaded", "rows": rows, "events": events}
