@@ -187,15 +187,16 @@ def map_rows(resource: str, rows: list[dict[str, Any]]) -> dict[str, list[dict[s
     return tables
 
 
-def load_export(engine: sa.Engine, path: Path, resource: str, day: str) -> dict[str, int]:
-    """Replace the (resource, day)'s rows in each table it maps to; rows per table."""
-    mapped = map_rows(resource, read_rows(path))
+def load_export(engine: sa.Engine, path: Path, resource: str, day: str) -> tuple[int, dict[str, int]]:
+    """Replace the (resource, day)'s rows in each table it maps to; (export rows, rows per table)."""
+    exported = read_rows(path)
+    mapped = map_rows(resource, exported)
     loaded: dict[str, int] = {}
     by_name = {table.name: table for table in schema.TABLES.values()}
     for name, rows in mapped.items():
         result = replace_period(engine, by_name[name], LoadKey(EXPORT, resource, day), iter(rows))
         loaded[name] = result.rows
-    return loaded
+    return len(exported), loaded
 
 
 def plan(params: Mapping[str, Any], moment: dt.datetime) -> list[dict[str, Any]]:

@@ -67,7 +67,8 @@ def amplitude_source_task(job: Mapping[str, str], params: Mapping[str, Any]) -> 
 
 def export_summary_task(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Every branch's summary, keyed by source (or resource), plus the totals."""
-    results = list(results)
+    # By index: iterating Airflow's lazy sequence of mapped results probes one past the end (an error log).
+    results = [results[index] for index in range(len(results))]
     return {
         "sources": {result["source"]: result for result in results},
         "events": sum(result["events"] for result in results),
@@ -123,6 +124,5 @@ def appmetrica_load_task(stored: Mapping[str, Any]) -> dict[str, Any]:
         with S3Store.from_connection().download(stored["key"]) as body, open(path, "wb") as out:
             for chunk in body.chunks():
                 out.write(chunk)
-        rows = load_export(engine, path, stored["resource"], stored["day"])
-    events = sum(rows.values())
-    return {**stored, "source": stored["resource"], "status": "loaded", "rows": rows, "events": events}
+        exported, rows = load_export(engine, path, stored["resource"], stored["day"])
+    return {**stored, "source": stored["resource"], "status": "loaded", "rows": rows, "events": exported}
