@@ -59,6 +59,8 @@ def test_a_mobile_event_feeds_all_seven_tables_with_renamed_fields():
     assert rows["user_locations"]["city"] == "Sao Paulo"
     assert all(row["uuid"] == EVENT["uuid"] for row in rows.values())
     assert "id" not in rows["events_part"] and "loaded_at" not in rows["events_part"]
+    for table in schema.TABLES.values():
+        assert rows[table.name] == schema.row_from_event(table, EVENT)  # the schema's one mapping
 
 
 def test_a_web_event_without_properties_or_location_feeds_only_its_tables():
