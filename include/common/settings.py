@@ -127,14 +127,21 @@ def _apply_pool(item: dict[str, Any], session: Session) -> str:
 
     name, slots, description = item["pool_name"], item["pool_slot"], item["pool_description"]
     existing = Pool.get_pool(name, session=session)
-    if existing is not None and existing.slots == slots and (existing.description or "") == description:
+    include_deferred = item["pool_include_deferred"]
+    if include_deferred is None:  # not said: keep what the pool has (Airflow's default for a new pool)
+        include_deferred = existing.include_deferred if existing is not None else False
+    if (
+        existing is not None
+        and existing.slots == slots
+        and (existing.description or "") == description
+        and existing.include_deferred == include_deferred
+    ):
         return "unchanged"
     Pool.create_or_update_pool(
         name,
         slots,
         description,
-        # not part of the file format: keep what the pool has (Airflow's default for a new pool)
-        existing.include_deferred if existing is not None else False,
+        include_deferred,
         team_name=existing.team_name if existing is not None else None,
         session=session,
     )

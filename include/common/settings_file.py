@@ -35,7 +35,9 @@ CONNECTION_FIELDS = (
     "conn_uri",
     "conn_description",
 )
-POOL_FIELDS = ("pool_name", "pool_slot", "pool_description")
+#: ``pool_include_deferred`` is ours (the Astro CLI format has no such field): whether deferred tasks
+#: take a slot, as ``airflow pools set ... --include-deferred`` says; absent: what the pool has.
+POOL_FIELDS = ("pool_name", "pool_slot", "pool_description", "pool_include_deferred")
 VARIABLE_FIELDS = ("variable_name", "variable_value")
 
 # Same idea as Airflow's secrets masker: a name containing one of these holds a secret.
@@ -214,7 +216,16 @@ def _pool(item: dict[str, Any], where: str) -> dict[str, Any]:
         "pool_name": str(item["pool_name"]),
         "pool_slot": _int(item["pool_slot"], "pool_slot", where, minimum=-1),  # -1: unlimited
         "pool_description": _text(item.get("pool_description")) or "",
+        "pool_include_deferred": _flag(item.get("pool_include_deferred"), "pool_include_deferred", where),
     }
+
+
+def _flag(value: Any, field: str, where: str) -> bool | None:
+    if _blank(value):
+        return None
+    if not isinstance(value, bool):
+        raise SettingsError(f"{where}: {field} must be true or false, got {value!r}")
+    return value
 
 
 def _variable(item: dict[str, Any], where: str) -> dict[str, Any]:

@@ -171,7 +171,7 @@ async def ping(settings: AppMetricaSettings) -> dict[str, Any]:
             ) from None
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
     if response.status_code in (401, 403):
-        _raise_for_refusal(response, "the Logs API status")
+        raise_for_refusal(response, "the Logs API status")
     if response.status_code != 200:
         raise AppMetricaUnavailableError(f"AppMetrica Logs API status: HTTP {response.status_code}")
     try:
@@ -243,7 +243,7 @@ async def fetch_export(
                         throttled = failures = 0
                         await asyncio.sleep(poll_interval)
                         continue
-                    _raise_for_refusal(response, f"export {export_id!r}")
+                    raise_for_refusal(response, f"export {export_id!r}")
                     last, retry_after = (
                         f"HTTP {status}",
                         retry_after_seconds(
@@ -303,7 +303,7 @@ def _client(settings: AppMetricaSettings) -> httpx.AsyncClient:
     )
 
 
-def _raise_for_refusal(response: httpx.Response, what: str) -> None:
+def raise_for_refusal(response: httpx.Response, what: str) -> None:
     """Raise for the answers that asking again cannot change: every 4xx but 429, and 3xx."""
     status = response.status_code
     if status == 401:

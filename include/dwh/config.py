@@ -22,3 +22,9 @@ AMPLITUDE_CONN_IDS: dict[str, str] = {"web": AMPLITUDE_WEB_CONN_ID, "mobile": AM
 
 #: The Variable holding the saved AppMetrica export definitions (beside the connection's extra).
 APPMETRICA_EXPORTS_VARIABLE = "appmetrica_exports"
+
+#: Environment variable naming the directory under which the export DAGs build their temporary files
+#: (default: the system's temporary directory); each run uses a locked directory of its own there.
+EXPORT_WORKDIR_ENV = "DWH_EXPORT_WORKDIR"
+#: The pool that bounds queued AppMetrica Logs API requests (the API allows 3 per application).
+APPMETRICA_POOL = "appmetrica_logs_api"

@@ -207,6 +207,28 @@ def test_apply_in_process_with_a_session(ids):
     assert stored(ids)["conn"][-1] == PASSWORD
 
 
+def test_a_pool_counts_deferred_tasks_when_the_file_says_so_and_keeps_it_otherwise(ids):
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+
+    def include_deferred() -> bool:
+        with create_session() as session:
+            return Pool.get_pool(ids["pool"], session=session).include_deferred
+
+    doc = settings_doc(ids)
+    settings.apply(doc)
+    assert include_deferred() is False  # Airflow's default for a new pool
+    doc["airflow"]["pools"][0]["pool_include_deferred"] = True
+    assert {str(o) for o in settings.apply(doc) if o.kind == "pool"} == {f"pool {ids['pool']}: updated"}
+    assert include_deferred() is True
+    del doc["airflow"]["pools"][0]["pool_include_deferred"]
+    assert {o.status for o in settings.apply(doc)} == {"unchanged"}  # not said: the pool keeps it
+    assert include_deferred() is True
+    doc["airflow"]["pools"][0]["pool_include_deferred"] = "yes"
+    with pytest.raises(settings_file.SettingsError, match="pool_include_deferred must be true or false"):
+        settings.apply(doc)
+
+
 def test_invalid_file_fails_before_writing_anything(ids, tmp_path):
     doc = settings_doc(ids)
     doc["airflow"]["pools"][0]["pool_slot"] = "many"

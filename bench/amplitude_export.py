@@ -1,0 +1,148 @@
+"""Benchmark: amplitude_export's load, from the week's zip to rows of the seven DWH tables in PostgreSQL.
+
+Contenders, on the same archive and the same throwaway PostgreSQL database (tables emptied before each):
+
+* **pipeline**: :func:`include.dwh.amplitude_export.load_archive`, what the DAG's branch does after the
+  export (stream the zip, parse, split, validate, write through ``write_rows`` with the load log), in a
+  process of its own so that its peak RSS (``VmHWM``) is its own.
+* **limit**: PostgreSQL ``COPY`` of the same rows, already parsed, validated and converted before the
+  clock starts, one table at a time: what the database alone costs.
+
+Reported: events/s and peak RSS. Targets: at least 0.5x the limit, under 300 MB whatever the size.
+The full size is a week of 2,000,000 events (~1 GB of NDJSON); ``--events`` picks another.
+
+    python -m bench.amplitude_export --events 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import math
+import multiprocessing as mp
+import tempfile
+import time
+import uuid
+from collections.abc import Generator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bench.common import peak_rss_mb
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+WEEK = (dt.date(2024, 2, 5), dt.date(2024, 2, 11))
+
+
+@contextlib.contextmanager
+def postgres_database() -> Generator[str]:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL.format(db="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.format(db=name)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def build_archive(events: int, workdir: Path) -> Path:
+    """The merged week archive of about ``events`` events of the simulator's mobile project."""
+    from include.dwh.amplitude import AmplitudeCredentials, export_week
+    from sandbox.simulators.amplitude import AmplitudeSimulator
+
+    simulator = AmplitudeSimulator(
+        events_per_hour=math.ceil(events / 168), parts_per_hour=1, data_until=dt.datetime(2024, 3, 1)
+    )
+    with simulator.serve() as base_url:
+        project = simulator.projects["mobile"]
+        credentials = AmplitudeCredentials(project.api_key, project.secret_key, base_url)
+        return export_week(*WEEK, "mobile", credentials, workdir).path
+
+
+def _pipeline_child(url: str, archive: str, answer) -> None:
+    from include.dwh.amplitude_export import load_archive
+    from include.dwh.exports import LoadKey
+
+    engine = sa.create_engine(url)
+    started = time.perf_counter()
+    rows = load_archive(engine, Path(archive), LoadKey("amplitude", "mobile", "2024-W06"))
+    answer.send((time.perf_counter() - started, peak_rss_mb(), rows))
+
+
+def run_pipeline(url: str, archive: Path) -> tuple[float, float, dict[str, int]]:
+    context = mp.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_pipeline_child, args=(url, str(archive), send))
+    child.start()
+    result = receive.recv()
+    child.join()
+    return result
+
+
+def run_copy_limit(engine: sa.Engine, archive: Path) -> float:
+    """Seconds for COPY alone of every table's rows (prepared table by table, outside the clock)."""
+    from include.dwh.amplitude_split import TABLES, iter_archive_events, rows_for
+    from include.dwh.validation import RowValidator
+
+    total = 0.0
+    for table in TABLES:
+        validator = RowValidator(table)
+        prepared = [
+            validator.check(i, row)[0] for i, row in enumerate(rows_for(table, iter_archive_events(archive)))
+        ]
+        columns = list(validator.columns)
+        loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        copy_sql = f"COPY {table.name} ({', '.join(columns)}, loaded_at) FROM STDIN"
+        with engine.begin() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            started = time.perf_counter()
+            with cursor.copy(copy_sql) as copy:
+                for row in prepared:
+                    copy.write_row((*row.values(), loaded_at))
+            total += time.perf_counter() - started
+        del prepared
+    return total
+
+
+def empty(engine: sa.Engine) -> None:
+    from include.dwh.amplitude_split import TABLES
+    from include.dwh.exports import export_loads
+
+    with engine.begin() as conn:
+        for table in (*TABLES, export_loads):
+            conn.execute(sa.delete(table))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--events", type=int, default=2_000_000, help="events in the week (default 2,000,000)"
+    )
+    args = parser.parse_args()
+    from include.dwh.exports import ensure_load_log
+
+    with tempfile.TemporaryDirectory(prefix="bench-amplitude-") as tmp, postgres_database() as url:
+        archive = build_archive(args.events, Path(tmp))
+        zip_mb = archive.stat().st_size / 1e6
+        engine = sa.create_engine(url)
+        ensure_load_log(engine)
+        seconds, rss, rows = run_pipeline(url, archive)
+        events = rows["events_part"]
+        empty(engine)
+        limit = run_copy_limit(engine, archive)
+        engine.dispose()
+    print(f"week of {events:,} events ({zip_mb:.0f} MB zip), {sum(rows.values()):,} rows")
+    print(f"{'contender':<10} {'seconds':>9} {'events/s':>10} {'peak RSS MB':>12}")
+    print(f"{'pipeline':<10} {seconds:>9.1f} {events / seconds:>10,.0f} {rss:>12.0f}")
+    print(f"{'COPY':<10} {limit:>9.1f} {events / limit:>10,.0f} {'-':>12}")
+    print(f"pipeline / limit: {limit / seconds:.2f}x (target >= 0.5x); RSS target < 300 MB")
+
+
+if __name__ == "__main__":
+    main()

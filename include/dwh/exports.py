@@ -1,0 +1,152 @@
+"""Idempotent loads of one export period into the DWH tables: a re-run replaces, never doubles.
+
+The seven DWH tables have no column saying which export a row came from (and existing tables with
+other columns must keep working), so the loads are recorded beside them, in ``dwh_export_loads``:
+one row per (export, source, period, table) holding the id ranges of the rows that load inserted.
+Examples: ``("amplitude", "web", "2024-W06", "events_part")``,
+``("appmetrica", "events", "2024-02-05", "events_part")``.
+
+:func:`replace_period` does, for one table, **in one transaction**: delete the rows of the
+previous load of that key (by its id ranges), insert the new rows through
+:func:`include.dwh.batch_writer.write_rows` (the writer ``POST /dwh/<table>`` uses), record the new
+ranges. A failure anywhere rolls the table back to its previous load. Ranges, not a single
+``[first, last]``, because other writers (the plugin's POSTs) may interleave ids on a server.
+
+The load log is created by :func:`ensure_load_log` (re-runnable: ``CREATE TABLE IF NOT EXISTS``);
+nothing else in the DWH schema changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from include.common.types import LongText
+from include.dwh import schema
+from include.dwh.batch_writer import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, write_rows
+
+load_metadata = sa.MetaData()
+
+export_loads = sa.Table(
+    "dwh_export_loads",
+    load_metadata,
+    sa.Column("export", sa.String(32), primary_key=True, comment="amplitude or appmetrica"),
+    sa.Column("source", sa.String(64), primary_key=True, comment="Amplitude source or AppMetrica resource"),
+    sa.Column("period", sa.String(32), primary_key=True, comment="ISO week (2024-W06) or day (2024-02-05)"),
+    sa.Column("table_name", sa.String(64), primary_key=True, comment="The DWH table loaded"),
+    sa.Column("rows", sa.BigInteger, nullable=False, comment="Rows the load inserted"),
+    sa.Column("id_ranges", LongText, nullable=False, comment="JSON [[first, last], ...] of the inserted ids"),
+    sa.Column("loaded_at", schema.Timestamp, nullable=False, comment="When the load committed (UTC)"),
+    comment="Which rows of the DWH tables each export load inserted, so that a re-run replaces them",
+    mysql_charset="utf8mb4",
+)
+
+
+@dataclass(frozen=True)
+class LoadKey:
+    export: str
+    source: str
+    period: str
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    table: str
+    rows: int
+    replaced: int
+
+
+def ensure_load_log(engine: sa.Engine) -> None:
+    """Create the DWH tables and the load log where missing (existing ones are left alone)."""
+    schema.create_all(engine)
+    load_metadata.create_all(engine, checkfirst=True)
+
+
+def id_ranges(ids: Iterable[int]) -> list[list[int]]:
+    """Sorted ids as runs of consecutive values: ``[1, 2, 3, 7]`` -> ``[[1, 3], [7, 7]]``."""
+    ranges: list[list[int]] = []
+    for id_ in sorted(ids):
+        if ranges and id_ == ranges[-1][1] + 1:
+            ranges[-1][1] = id_
+        else:
+            ranges.append([id_, id_])
+    return ranges
+
+
+class _InTransaction:
+    """An engine stand-in for :func:`write_rows` whose ``begin()`` is the caller's open transaction,
+    so the writer's inserts commit (or roll back) together with the delete before them."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def begin(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        return contextlib.nullcontext(self._conn)
+
+
+def _key_clause(key: LoadKey, table: sa.Table) -> sa.ColumnElement[bool]:
+    c = export_loads.c
+    return sa.and_(
+        c.export == key.export, c.source == key.source, c.period == key.period, c.table_name == table.name
+    )
+
+
+def replace_period(
+    engine: sa.Engine,
+    table: sa.Table,
+    key: LoadKey,
+    rows: Iterable[dict[str, Any]],
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> TableLoad:
+    """Replace the rows ``key`` loaded into ``table`` by ``rows``, in one transaction (see module)."""
+    with engine.begin() as conn:
+        previous = conn.execute(sa.select(export_loads.c.id_ranges).where(_key_clause(key, table))).scalar()
+        replaced = 0
+        for first, last in json.loads(previous) if previous else []:
+            replaced += conn.execute(sa.delete(table).where(table.c.id.between(first, last))).rowcount
+        result = write_rows(_InTransaction(conn), table, rows, max_rows=max_rows, max_bytes=max_bytes)  # type: ignore[arg-type]
+        conn.execute(sa.delete(export_loads).where(_key_clause(key, table)))
+        conn.execute(
+            sa.insert(export_loads).values(
+                export=key.export,
+                source=key.source,
+                period=key.period,
+                table_name=table.name,
+                rows=result.count,
+                id_ranges=json.dumps(id_ranges(result.inserted_ids)),
+                loaded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            )
+        )
+    return TableLoad(table.name, result.count, replaced)
+
+
+def table_fingerprint(engine: sa.Engine, table: sa.Table) -> tuple[int, str]:
+    """(row count, checksum of every row's content but ``id`` and ``loaded_at``), independent of the
+    order rows were written in: what a re-run must leave unchanged."""
+    import hashlib
+
+    columns = [column for column in table.columns if column.name not in schema.SERVER_COLUMNS]
+    digests: list[str] = []
+    with engine.connect() as conn:
+        for row in conn.execute(sa.select(*columns)):
+            digests.append(hashlib.sha256(repr(tuple(row)).encode()).hexdigest())
+    digests.sort()
+    return len(digests), hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def loads_of(engine: sa.Engine, key: LoadKey) -> Iterator[dict[str, Any]]:
+    """The load log's rows for ``key``, by table name."""
+    c = export_loads.c
+    with engine.connect() as conn:
+        query = sa.select(export_loads).where(
+            c.export == key.export, c.source == key.source, c.period == key.period
+        )
+        yield from (dict(row) for row in conn.execute(query.order_by(c.table_name)).mappings())

@@ -1,0 +1,139 @@
+"""The Amplitude event -> seven DWH tables mapping, and idempotent loads through the load log (SQLite)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import sqlalchemy as sa
+
+from include.dwh import schema
+from include.dwh.amplitude_split import EventFormatError, iter_archive_events, rows_for, split_event
+from include.dwh.exports import (
+    LoadKey,
+    ensure_load_log,
+    id_ranges,
+    loads_of,
+    replace_period,
+    table_fingerprint,
+)
+from include.dwh.validation import ValidationError
+
+EVENT = {
+    "$insert_id": "ins-1",
+    "$schema": 12,
+    "adid": "ad-1",
+    "amplitude_id": 12345,
+    "app": 400000,
+    "city": "Sao Paulo",
+    "client_event_time": "2024-02-05 10:00:00.000000",
+    "client_upload_time": "2024-02-05 10:00:01.000000",
+    "country": "Brazil",
+    "data": {"path": "/2/httpapi"},
+    "device_brand": "Samsung",
+    "device_carrier": "Vivo",
+    "device_id": "dev-1",
+    "event_id": 7,
+    "event_properties": {"page_path": "/home"},
+    "event_time": "2024-02-05 10:00:00.000000",
+    "event_type": "page_view",
+    "groups": {},
+    "ip_address": "10.0.0.1",
+    "library": "amplitude-android/1.12.2",
+    "platform": "Android",
+    "server_upload_time": "2024-02-05 10:00:02.000000",
+    "session_id": 1707127200000,
+    "user_id": "u-1",
+    "user_properties": {"plan": "gold"},
+    "uuid": "6f1c1c9e-1111-4222-8333-444455556666",
+}
+
+
+def test_a_mobile_event_feeds_all_seven_tables_with_renamed_fields():
+    rows = split_event(EVENT)
+    assert set(rows) == {table.name for table in schema.TABLES.values()}
+    assert rows["mobile_devices"]["carrier"] == "Vivo"
+    assert rows["technical_data"]["insert_id"] == "ins-1" and rows["technical_data"]["schema_version"] == 12
+    assert rows["tmp_event_properties"]["event_properties"] == {"page_path": "/home"}
+    assert rows["user_locations"]["city"] == "Sao Paulo"
+    assert all(row["uuid"] == EVENT["uuid"] for row in rows.values())
+    assert "id" not in rows["events_part"] and "loaded_at" not in rows["events_part"]
+    for table in schema.TABLES.values():
+        assert rows[table.name] == schema.row_from_event(table, EVENT)  # the schema's one mapping
+
+
+def test_a_web_event_without_properties_or_location_feeds_only_its_tables():
+    event = {**EVENT, "platform": "Web", "event_properties": {}, "user_properties": None}
+    for field in ("city", "country", "ip_address"):
+        event.pop(field)
+    assert set(split_event(event)) == {"events_part", "technical_data", "permanent_user_properties"}
+    event.pop("amplitude_id")
+    assert set(split_event(event)) == {"events_part", "technical_data"}
+
+
+def test_rows_for_one_table_streams_in_event_order():
+    events = [{**EVENT, "uuid": f"u{n}", "platform": "Web" if n % 2 else "iOS"} for n in range(5)]
+    assert [row["uuid"] for row in rows_for(schema.mobile_devices, iter(events))] == ["u0", "u2", "u4"]
+
+
+def write_archive(path, lines: list[bytes]):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("2024_week_6.ndjson", b"".join(lines))
+    return path
+
+
+def test_archive_events_are_read_line_by_line_and_bad_lines_are_named(tmp_path):
+    good = json.dumps(EVENT).encode() + b"\n"
+    archive = write_archive(tmp_path / "ok.zip", [good, b"\n", good])
+    assert [e["uuid"] for e in iter_archive_events(archive)] == [EVENT["uuid"]] * 2
+    with pytest.raises(EventFormatError, match="line 2 is not JSON"):
+        list(iter_archive_events(write_archive(tmp_path / "bad.zip", [good, b"{oops\n"])))
+    with pytest.raises(EventFormatError, match="line 1 has no uuid"):
+        list(iter_archive_events(write_archive(tmp_path / "nouuid.zip", [b'{"a": 1}\n'])))
+
+
+def test_id_ranges():
+    assert id_ranges([7, 1, 3, 2]) == [[1, 3], [7, 7]]
+    assert id_ranges([]) == []
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dwh.sqlite'}")
+    ensure_load_log(engine)
+    ensure_load_log(engine)  # re-runnable
+    return engine
+
+
+def events(count: int, tag: str = "") -> list[dict]:
+    return [
+        {**EVENT, "uuid": f"{tag}{n:08d}-0000-4000-8000-000000000000"[:36], "event_id": n}
+        for n in range(count)
+    ]
+
+
+def test_replace_period_replaces_its_own_rows_only(engine):
+    week6 = LoadKey("amplitude", "web", "2024-W06")
+    other = LoadKey("amplitude", "mobile", "2024-W06")
+    table = schema.events_part
+    replace_period(engine, table, other, rows_for(table, iter(events(3, "m"))))
+    first = replace_period(engine, table, week6, rows_for(table, iter(events(10))), max_rows=4)
+    before = table_fingerprint(engine, table)
+    again = replace_period(engine, table, week6, rows_for(table, iter(events(10))), max_rows=4)
+    assert (first.rows, first.replaced, again.rows, again.replaced) == (10, 0, 10, 10)
+    assert table_fingerprint(engine, table) == before and before[0] == 13
+    [log] = list(loads_of(engine, week6))
+    assert log["rows"] == 10 and json.loads(log["id_ranges"]) == [[4, 13]]  # SQLite reuses the freed ids
+
+
+def test_a_failed_reload_leaves_the_previous_load(engine):
+    key = LoadKey("amplitude", "web", "2024-W06")
+    table = schema.events_part
+    replace_period(engine, table, key, rows_for(table, iter(events(5))))
+    before = table_fingerprint(engine, table)
+    broken = [*events(3), {**EVENT, "event_type": None}]
+    with pytest.raises(ValidationError):
+        replace_period(engine, table, key, rows_for(table, iter(broken)), max_rows=1)
+    assert table_fingerprint(engine, table) == before
+    assert [row["rows"] for row in loads_of(engine, key)] == [5]
