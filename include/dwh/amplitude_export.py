@@ -9,10 +9,10 @@ after success or failure; one left by a killed worker is removed by the next run
    with ``status: "no data"``; 400 (export too large) exports the range day by day and merges the
    days, in order, into the same one-entry archive.
 2. **Store** the archive at :func:`object_key`, replacing the object of an earlier run.
-3. **Load** each table in turn with :func:`include.dwh.exports.replace_period`: the table's rows of
-   this (source, period) are replaced in one transaction, so a re-run doubles nothing and a failure
-   leaves the table's previous load. Events stream from the zip through parsing to the batch writer,
-   one table per pass, so memory is one batch whatever the week's size.
+3. **Load** the seven tables with :func:`include.dwh.exports.replace_periods`: their rows of this
+   (source, period) are replaced in one transaction, so a re-run doubles nothing and a failure leaves
+   every table's previous load. Events stream from the zip, parsed once, through the split into the
+   tables to the batch writer, so memory is one batch a table whatever the week's size.
 
 S3 key layout: ``amplitude/{source}/{period}/{year}_week_{week}.zip``, where ``period`` is the ISO
 week (``2024-W06``) or, for another range, ``YYYYMMDD-YYYYMMDD``; the file name is the plugin's.
@@ -45,8 +45,8 @@ from include.dwh.amplitude import (
     validate_range,
     validate_source,
 )
-from include.dwh.amplitude_split import TABLES, iter_archive_events, rows_for
-from include.dwh.exports import LoadKey, replace_period
+from include.dwh.amplitude_split import TABLES, iter_archive_events, split_event
+from include.dwh.exports import LoadKey, replace_periods
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -207,22 +207,15 @@ def _merge_days(
 
 
 def load_archive(engine: sa.Engine, path: Path, key: LoadKey, *, max_rows: int = 1000) -> dict[str, int]:
-    """Replace the (source, period)'s rows in every table by the archive's; rows per table."""
-    rows: dict[str, int] = {}
-    for table in TABLES:
-        result = replace_period(
-            engine, table, key, rows_for(table, iter_archive_events(path)), max_rows=max_rows
-        )
+    """Replace the (source, period)'s rows in every table by the archive's, in one transaction, reading
+    the archive once; rows per table."""
+    events = (split_event(event) for event in iter_archive_events(path))
+    loads = replace_periods(engine, key, TABLES, events, max_rows=max_rows)
+    for load in loads:
         log.info(
-            "%s %s %s: %d rows (replaced %d)",
-            key.export,
-            key.source,
-            table.name,
-            result.rows,
-            result.replaced,
+            "%s %s %s: %d rows (replaced %d)", key.export, key.source, load.table, load.rows, load.replaced
         )
-        rows[table.name] = result.rows
-    return rows
+    return {load.table: load.rows for load in loads}
 
 
 def export_store_load(

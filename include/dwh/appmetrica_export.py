@@ -21,7 +21,7 @@ What maps into the DWH tables (the rest of a resource is kept in S3 only):
 
 AppMetrica has no event uuid: ``uuid`` is a UUID5 of the row's content, so the same export gives the
 same rows (and checksums) on every re-run. Each (resource, day) is replaced as a whole through the
-load log, one transaction per table (:func:`include.dwh.exports.replace_period`).
+load log, every table in one transaction (:func:`include.dwh.exports.replace_periods`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from include.dwh import schema
 from include.dwh.appmetrica import AppMetricaError, AppMetricaSettings, raise_for_refusal
 from include.dwh.appmetrica_exports import ExportDefinition, parse_definition
-from include.dwh.exports import LoadKey, replace_period
+from include.dwh.exports import LoadKey, replace_periods
 
 EXPORT = "appmetrica"
 WORKDIR_PREFIX = "appmetrica-dag-"
@@ -191,12 +191,10 @@ def load_export(engine: sa.Engine, path: Path, resource: str, day: str) -> tuple
     """Replace the (resource, day)'s rows in each table it maps to; (export rows, rows per table)."""
     exported = read_rows(path)
     mapped = map_rows(resource, exported)
-    loaded: dict[str, int] = {}
-    by_name = {table.name: table for table in schema.TABLES.values()}
-    for name, rows in mapped.items():
-        result = replace_period(engine, by_name[name], LoadKey(EXPORT, resource, day), iter(rows))
-        loaded[name] = result.rows
-    return len(exported), loaded
+    tables = [table for table in schema.TABLES.values() if table.name in mapped]
+    split = ({name: row} for name, rows in mapped.items() for row in rows)
+    loads = replace_periods(engine, LoadKey(EXPORT, resource, day), tables, split)
+    return len(exported), {load.table: load.rows for load in loads}
 
 
 def plan(params: Mapping[str, Any], moment: dt.datetime) -> list[dict[str, Any]]:

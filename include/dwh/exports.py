@@ -6,10 +6,10 @@ one row per (export, source, period, table) holding the id ranges of the rows th
 Examples: ``("amplitude", "web", "2024-W06", "events_part")``,
 ``("appmetrica", "events", "2024-02-05", "events_part")``.
 
-:func:`replace_period` does, for one table, **in one transaction**: delete the rows of the
-previous load of that key (by its id ranges), insert the new rows through
+:func:`replace_periods` does, for all the tables of one load, **in one transaction**: delete the
+rows of the previous load of that key (by its id ranges), insert the new rows through
 :func:`include.dwh.batch_writer.write_rows` (the writer ``POST /dwh/<table>`` uses), record the new
-ranges. A failure anywhere rolls the table back to its previous load. Ranges, not a single
+ranges. A failure anywhere rolls every table back to its previous load. Ranges, not a single
 ``[first, last]``, because other writers (the plugin's POSTs) may interleave ids on a server.
 
 The load log is created by :func:`ensure_load_log` (re-runnable: ``CREATE TABLE IF NOT EXISTS``);
@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,11 +71,7 @@ def ensure_load_log(engine: sa.Engine) -> None:
 def id_ranges(ids: Iterable[int]) -> list[list[int]]:
     """Sorted ids as runs of consecutive values: ``[1, 2, 3, 7]`` -> ``[[1, 3], [7, 7]]``."""
     ranges: list[list[int]] = []
-    for id_ in sorted(ids):
-        if ranges and id_ == ranges[-1][1] + 1:
-            ranges[-1][1] = id_
-        else:
-            ranges.append([id_, id_])
+    _add_ids(ranges, ids)
     return ranges
 
 
@@ -107,25 +103,79 @@ def replace_period(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> TableLoad:
     """Replace the rows ``key`` loaded into ``table`` by ``rows``, in one transaction (see module)."""
+    split = ({table.name: row} for row in rows)
+    [load] = replace_periods(engine, key, [table], split, max_rows=max_rows, max_bytes=max_bytes)
+    return load
+
+
+def replace_periods(
+    engine: sa.Engine,
+    key: LoadKey,
+    tables: Sequence[sa.Table],
+    split_rows: Iterable[Mapping[str, dict[str, Any]]],
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> list[TableLoad]:
+    """Replace the rows ``key`` loaded into each of ``tables``, all in one transaction: a failure
+    anywhere leaves every table with its previous load. ``split_rows`` yields, per source record (an
+    event), its row for each table it feeds, keyed by table name; the records are read once, and each
+    table's rows go to :func:`write_rows` a batch of ``max_rows`` at a time, so memory holds one batch a
+    table whatever the period's size."""
+    by_name = {table.name: table for table in tables}
+    pending: dict[str, list[dict[str, Any]]] = {name: [] for name in by_name}
+    ranges: dict[str, list[list[int]]] = {name: [] for name in by_name}
+    counts = dict.fromkeys(by_name, 0)
     with engine.begin() as conn:
-        previous = conn.execute(sa.select(export_loads.c.id_ranges).where(_key_clause(key, table))).scalar()
-        replaced = 0
-        for first, last in json.loads(previous) if previous else []:
-            replaced += conn.execute(sa.delete(table).where(table.c.id.between(first, last))).rowcount
-        result = write_rows(_InTransaction(conn), table, rows, max_rows=max_rows, max_bytes=max_bytes)  # type: ignore[arg-type]
-        conn.execute(sa.delete(export_loads).where(_key_clause(key, table)))
-        conn.execute(
-            sa.insert(export_loads).values(
-                export=key.export,
-                source=key.source,
-                period=key.period,
-                table_name=table.name,
-                rows=result.count,
-                id_ranges=json.dumps(id_ranges(result.inserted_ids)),
-                loaded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        replaced = {name: _delete_previous(conn, table, key) for name, table in by_name.items()}
+        writer = _InTransaction(conn)
+
+        def flush(name: str) -> None:
+            result = write_rows(writer, by_name[name], pending[name], max_rows=max_rows, max_bytes=max_bytes)  # type: ignore[arg-type]
+            _add_ids(ranges[name], result.inserted_ids)
+            counts[name] += result.count
+            pending[name] = []
+
+        for rows in split_rows:
+            for name, row in rows.items():
+                if name in pending:
+                    pending[name].append(row)
+                    if len(pending[name]) >= max_rows:
+                        flush(name)
+        for name in by_name:
+            if pending[name]:
+                flush(name)
+            conn.execute(
+                sa.insert(export_loads).values(
+                    export=key.export,
+                    source=key.source,
+                    period=key.period,
+                    table_name=name,
+                    rows=counts[name],
+                    id_ranges=json.dumps(ranges[name]),
+                    loaded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                )
             )
-        )
-    return TableLoad(table.name, result.count, replaced)
+    return [TableLoad(name, counts[name], replaced[name]) for name in by_name]
+
+
+def _delete_previous(conn: sa.Connection, table: sa.Table, key: LoadKey) -> int:
+    """Delete the rows of ``key``'s previous load of ``table`` and its log row; how many rows."""
+    previous = conn.execute(sa.select(export_loads.c.id_ranges).where(_key_clause(key, table))).scalar()
+    replaced = 0
+    for first, last in json.loads(previous) if previous else []:
+        replaced += conn.execute(sa.delete(table).where(table.c.id.between(first, last))).rowcount
+    conn.execute(sa.delete(export_loads).where(_key_clause(key, table)))
+    return replaced
+
+
+def _add_ids(ranges: list[list[int]], ids: Iterable[int]) -> None:
+    """Extend ``ranges`` (runs of consecutive ids, as :func:`id_ranges` makes) by ``ids``."""
+    for id_ in sorted(ids):
+        if ranges and id_ == ranges[-1][1] + 1:
+            ranges[-1][1] = id_
+        else:
+            ranges.append([id_, id_])
 
 
 def table_fingerprint(engine: sa.Engine, table: sa.Table) -> tuple[int, str]:

@@ -16,6 +16,7 @@ from include.dwh.exports import (
     id_ranges,
     loads_of,
     replace_period,
+    replace_periods,
     table_fingerprint,
 )
 from include.dwh.validation import ValidationError
@@ -137,3 +138,20 @@ def test_a_failed_reload_leaves_the_previous_load(engine):
         replace_period(engine, table, key, rows_for(table, iter(broken)), max_rows=1)
     assert table_fingerprint(engine, table) == before
     assert [row["rows"] for row in loads_of(engine, key)] == [5]
+
+
+def test_a_load_that_fails_in_a_later_table_leaves_every_table_as_it_was(engine):
+    """The tables of one load are replaced in one transaction: rows already written to the first table
+    go too when a later table's row is invalid, and the load log keeps the previous load."""
+    key = LoadKey("amplitude", "web", "2024-W06")
+    tables = [schema.technical_data, schema.events_part]
+    replace_periods(engine, key, tables, (split_event(event) for event in events(6)), max_rows=2)
+    before = [table_fingerprint(engine, table) for table in tables]
+    broken = [*events(6), {**EVENT, "uuid": "x" * 36, "event_type": None}]
+    with pytest.raises(ValidationError):
+        replace_periods(engine, key, tables, (split_event(event) for event in broken), max_rows=2)
+    assert [table_fingerprint(engine, table) for table in tables] == before and before[1][0] == 6
+    assert sorted((row["table_name"], row["rows"]) for row in loads_of(engine, key)) == [
+        ("events_part", 6),
+        ("technical_data", 6),
+    ]
