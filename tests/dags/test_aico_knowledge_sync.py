@@ -17,11 +17,6 @@ from tests.conftest import set_connection
 TEST_HOST, PROD_HOST = "20.17.0.1", "20.17.0.2"
 
 
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
-
-
 @pytest.fixture
 def aico(monkeypatch):
     sim = demo_simulator()

@@ -15,35 +15,15 @@ import sqlalchemy as sa
 from include.common.db import engine_for
 from include.dwh import schema
 from include.dwh.amplitude_split import TABLES
-from include.dwh.config import AMPLITUDE_CONN_IDS, DWH_CONN_ID, EXPORT_WORKDIR_ENV, S3_CONN_ID
+from include.dwh.config import AMPLITUDE_CONN_IDS, DWH_CONN_ID
 from include.dwh.exports import LoadKey, loads_of, table_fingerprint
 from sandbox.dagrun import run_dag
 from sandbox.simulators.amplitude import AmplitudeSimulator
-from sandbox.simulators.s3 import airflow_connection, s3_client
-from tests.conftest import new_bucket, set_connection
+from sandbox.simulators.s3 import s3_client
+from tests.conftest import set_connection
 
 EVENTS_PER_HOUR = 4
 WEEK_EVENTS = 7 * 24 * EVENTS_PER_HOUR
-
-
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    path = tmp_path / "work"
-    monkeypatch.setenv(EXPORT_WORKDIR_ENV, str(path))
-    return path
-
-
-@pytest.fixture
-def bucket(s3_endpoint, monkeypatch) -> str:
-    name = new_bucket(s3_endpoint)
-    fields = airflow_connection(s3_endpoint, name)
-    set_connection(monkeypatch, S3_CONN_ID, fields.pop("conn_type"), **fields)
-    return name
 
 
 @contextlib.contextmanager

@@ -10,12 +10,12 @@ import sqlalchemy as sa
 
 from include.common.db import engine_for
 from include.dwh import schema
-from include.dwh.config import APPMETRICA_CONN_ID, DWH_CONN_ID, EXPORT_WORKDIR_ENV, S3_CONN_ID
+from include.dwh.config import APPMETRICA_CONN_ID, DWH_CONN_ID
 from include.dwh.exports import table_fingerprint
 from sandbox.dagrun import run_dag
 from sandbox.simulators.appmetrica import AppMetricaSimulator
-from sandbox.simulators.s3 import airflow_connection, s3_client
-from tests.conftest import new_bucket, set_connection
+from sandbox.simulators.s3 import s3_client
+from tests.conftest import set_connection
 
 ROWS_PER_DAY = 48
 RESOURCES = {
@@ -25,26 +25,6 @@ RESOURCES = {
     "sessions_starts": ["session_start_datetime", "session_id", "appmetrica_device_id"],
 }  # fmt: skip
 CONF = {"day": "2024-02-05", "resources": RESOURCES, "poll_interval_seconds": 0.05, "timeout_seconds": 60}
-
-
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    path = tmp_path / "work"
-    monkeypatch.setenv(EXPORT_WORKDIR_ENV, str(path))
-    return path
-
-
-@pytest.fixture
-def bucket(s3_endpoint, monkeypatch) -> str:
-    name = new_bucket(s3_endpoint)
-    fields = airflow_connection(s3_endpoint, name)
-    set_connection(monkeypatch, S3_CONN_ID, fields.pop("conn_type"), **fields)
-    return name
 
 
 @pytest.fixture

@@ -24,11 +24,6 @@ from tests.conftest import set_connection
 TENANTS = 3
 
 
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
-
-
 @pytest.fixture
 def world(request) -> CallioWorld:
     """Ends a minute ago and spans 20 days, inside the 30-day first window (DAYS_TO_FETCH_IF_EMPTY);

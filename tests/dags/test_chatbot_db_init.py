@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 
 from include.chatbot.config import POSTGRES_CONN_ID
 from include.common.db import engine_for
 from sandbox.dagrun import run_dag
 from tests.conftest import set_connection
-
-
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
 
 
 def test_init_without_seed_then_with_seed_then_skip(postgres_conn, data_dir, monkeypatch):

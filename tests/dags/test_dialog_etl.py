@@ -20,11 +20,6 @@ DAY = dt.date(2024, 6, 1)
 KNOWN_CALLS = [f"C20240601-{c}" for c in ("G01-00007", "G02-00001", "G03-00000", "G01-00005", "G02-00003")]
 
 
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
-
-
 def _count(engine, table, **where):
     with engine.connect() as conn:
         query = sa.select(sa.func.count()).select_from(table)

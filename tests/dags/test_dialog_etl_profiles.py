@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-import pytest
 import sqlalchemy as sa
 
 from include.common.db import engine_for
@@ -15,11 +14,6 @@ from sandbox.worlds.dialog import build_world
 
 DAY = dt.date(2024, 6, 1)
 TEST_HOST, PROD_HOST = "20.17.0.1", "20.17.0.2"
-
-
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
 
 
 def _calls(engine) -> int:

@@ -19,11 +19,6 @@ from sandbox.worlds.product import fill_staging, generate
 KNOWN_SKUS = ["BL0000000", "ST0000001", "TT0000502", "JP0001195"]
 
 
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
-
-
 def asset_events(run_id: str) -> int:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
