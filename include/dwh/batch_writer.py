@@ -171,9 +171,11 @@ def _psycopg_inserter(
     column_list = ", ".join(map(preparer.quote, columns))
     staging = preparer.quote(f"dwh_load_{table.name}")
     dbapi_connection = conn.connection.dbapi_connection
-    with dbapi_connection.cursor() as cursor:  # gone at the end of the transaction, whatever its end
+    # Gone at the end of the transaction, whatever its end; a second write in the same transaction (the
+    # export loads write every table a batch at a time) finds it there, empty.
+    with dbapi_connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
             f"SELECT {column_list}, 0 AS row_position FROM {target} WITH NO DATA"
         )
     copy_sql = f"COPY {staging} ({column_list}, row_position) FROM STDIN"

@@ -155,3 +155,22 @@ def test_a_load_that_fails_in_a_later_table_leaves_every_table_as_it_was(engine)
         ("events_part", 6),
         ("technical_data", 6),
     ]
+
+
+@pytest.mark.postgres
+def test_one_transaction_writes_each_table_batch_after_batch_on_postgresql(postgres_conn):
+    """psycopg 3 writes through COPY into a temporary table, which every batch of the transaction reuses."""
+    from include.common.db import engine_for
+
+    engine = engine_for(postgres_conn("dwh_db"))
+    try:
+        ensure_load_log(engine)
+        key = LoadKey("amplitude", "web", "2024-W06")
+        tables = [schema.events_part, schema.technical_data]
+        assert engine.dialect.driver == "psycopg"
+        for _ in range(2):
+            loads = replace_periods(engine, key, tables, (split_event(e) for e in events(7)), max_rows=2)
+            assert [(load.rows, load.replaced) for load in loads][0][0] == 7
+        assert [table_fingerprint(engine, table)[0] for table in tables] == [7, 7]
+    finally:
+        engine.dispose()
