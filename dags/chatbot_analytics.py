@@ -14,10 +14,14 @@ Every hour, copies the WhatsApp chatbot's new and changed messages from PostgreS
    in one DuckDB transaction. A re-run writes nothing twice.
 3. **metrics**: `metrics_daily` (PostgreSQL) is upserted for each day the window touched; the README
    defines every column.
+4. **embed_messages**: copied messages without an embedding of their current content get one in
+   `message_embeddings` (WordLlama's bundled 256-dimension model, loaded offline; a deterministic
+   hashing embedding where WordLlama is not installed), searchable with
+   `python -m include.chatbot.search "query"`.
 
 DuckDB is single-writer: the tasks that open the file take the one-slot `chatbot_duckdb` pool and
 runs never overlap (`max_active_runs=1`); a file held by another process fails the attempt with a
-clear `DuckDBLockedError`, which is retried. `summary` returns `{window, copied, metrics}`.
+clear `DuckDBLockedError`, which is retried. `summary` returns `{window, copied, metrics, embeddings}`.
 """
 
 from __future__ import annotations
@@ -57,15 +61,21 @@ def chatbot_analytics():
 
         return metrics_task(copied["days"])
 
+    @task(multiple_outputs=False, pool=DUCKDB_POOL)
+    def embed_messages(copied: dict) -> dict:
+        from include.chatbot.tasks import embed_task
+
+        return embed_task()
+
     @task(multiple_outputs=False)
-    def summary(window: dict, copied: dict, rows: list) -> dict:
+    def summary(window: dict, copied: dict, rows: list, embeddings: dict) -> dict:
         from include.chatbot.tasks import analytics_summary
 
-        return analytics_summary(window, copied, rows)
+        return analytics_summary(window, copied, rows, embeddings)
 
     window = plan_window()
     copied = copy_messages(window)
-    summary(window, copied, metrics(copied))
+    summary(window, copied, metrics(copied), embed_messages(copied))
 
 
 chatbot_analytics()

@@ -66,7 +66,17 @@ def metrics_task(
         engine.dispose()
 
 
-def analytics_summary(window: dict, copied: dict, metrics: list) -> dict:
-    summary = {"window": window, "copied": copied, "metrics": metrics}
+def analytics_summary(window: dict, copied: dict, metrics: list, embeddings: dict) -> dict:
+    summary = {"window": window, "copied": copied, "metrics": metrics, "embeddings": embeddings}
     log.info("chatbot_analytics: %s", summary)
     return summary
+
+
+def embed_task(duck_conn_id: str = DUCKDB_CONN_ID) -> dict:
+    from include.chatbot.duckdb_store import connect, migrate
+    from include.chatbot.embeddings import embed_messages, load_embedder
+
+    embedder = load_embedder()
+    with connect(duckdb_path(duck_conn_id)) as duck:
+        migrate(duck)
+        return {"model_name": embedder.model_name, "embedded": embed_messages(duck, embedder)}

@@ -49,6 +49,19 @@ def _history(path) -> dict:
     return {r[0]: r[1:] for r in rows}
 
 
+def test_every_task_opening_duckdb_takes_the_pool_and_runs_never_overlap():
+    from sandbox.dagrun import load_dag
+
+    dag = load_dag("chatbot_analytics")
+    assert dag.max_active_runs == 1
+    assert {t.task_id: t.pool for t in dag.tasks if t.task_id != "summary"} == {
+        "plan_window": "chatbot_duckdb",
+        "copy_messages": "chatbot_duckdb",
+        "metrics": "chatbot_duckdb",
+        "embed_messages": "chatbot_duckdb",
+    }
+
+
 def test_copy_rerun_change_and_metrics(chatbot):
     engine, path = chatbot
     first = run_dag("chatbot_analytics")
@@ -111,6 +124,7 @@ def test_copy_rerun_change_and_metrics(chatbot):
     changed = run_dag("chatbot_analytics")
     assert changed.state == "success", changed.task_states
     assert changed.summary["copied"]["messages"] == 2
+    assert changed.summary["embeddings"]["embedded"] == 2  # the edited m3 and the new m10
     history = _history(path)
     assert len(history) == 10
     assert history["m3"][2] == "Prefiro automático, cor prata" and history["m3"][3] == 4000
