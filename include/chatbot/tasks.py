@@ -30,3 +30,53 @@ def db_init_summary(postgres: dict | None, duckdb: dict | None) -> dict:
     summary = {"postgres": postgres or "skipped", "duckdb": duckdb or "skipped"}
     log.info("chatbot_db_init: %s", summary)
     return summary
+
+
+def plan_window_task(conn_id: str = POSTGRES_CONN_ID, duck_conn_id: str = DUCKDB_CONN_ID) -> dict:
+    from include.chatbot.analytics import plan_window
+
+    engine = engine_for(conn_id)
+    try:
+        return plan_window(engine, duckdb_path(duck_conn_id))
+    finally:
+        engine.dispose()
+
+
+def copy_window_task(
+    window: dict, conn_id: str = POSTGRES_CONN_ID, duck_conn_id: str = DUCKDB_CONN_ID
+) -> dict:
+    from include.chatbot.analytics import copy_window
+
+    engine = engine_for(conn_id)
+    try:
+        return copy_window(engine, duckdb_path(duck_conn_id), window)
+    finally:
+        engine.dispose()
+
+
+def metrics_task(
+    days: list[str], conn_id: str = POSTGRES_CONN_ID, duck_conn_id: str = DUCKDB_CONN_ID
+) -> list:
+    from include.chatbot.analytics import upsert_metrics
+
+    engine = engine_for(conn_id)
+    try:
+        return upsert_metrics(engine, duckdb_path(duck_conn_id), days)
+    finally:
+        engine.dispose()
+
+
+def analytics_summary(window: dict, copied: dict, metrics: list, embeddings: dict) -> dict:
+    summary = {"window": window, "copied": copied, "metrics": metrics, "embeddings": embeddings}
+    log.info("chatbot_analytics: %s", summary)
+    return summary
+
+
+def embed_task(duck_conn_id: str = DUCKDB_CONN_ID) -> dict:
+    from include.chatbot.duckdb_store import connect, migrate
+    from include.chatbot.embeddings import embed_messages, load_embedder
+
+    embedder = load_embedder()
+    with connect(duckdb_path(duck_conn_id)) as duck:
+        migrate(duck)
+        return {"model_name": embedder.model_name, "embedded": embed_messages(duck, embedder)}
