@@ -11,8 +11,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from include.chatbot.duckdb_store import connect
+from include.chatbot.duckdb_store import connect, schema_version
 from include.chatbot.embeddings import load_embedder, search
 
 
@@ -30,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from include.chatbot.config import duckdb_path
 
         path = duckdb_path()
+    if not Path(path).exists():
+        parser.exit(2, f"{path} does not exist: run the chatbot_db_init and chatbot_analytics DAGs first\n")
     with connect(path, read_only=True) as duck:
+        if schema_version(duck) < 1:
+            parser.exit(2, f"{path} has no chatbot tables: run the chatbot_analytics DAG first\n")
         for hit in search(duck, options.query, load_embedder(), options.limit):
             print(json.dumps(hit, ensure_ascii=False, default=str))
 

@@ -85,3 +85,15 @@ def test_dag_embeds_and_a_paraphrase_finds_its_message(copied):
     hits = [json.loads(line) for line in out.stdout.splitlines()]
     assert [h["message_id"] for h in hits][:1] == ["m5"] and len(hits) == 2
     assert hits[0]["session_id"] == "s-bruno-1"
+
+
+def test_cli_on_a_missing_file_says_what_to_run(tmp_path):
+    missing = tmp_path / "none.duckdb"
+    out = subprocess.run(
+        [sys.executable, "-m", "include.chatbot.search", "corolla", "--duckdb", str(missing)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "run the chatbot_db_init and chatbot_analytics DAGs" in out.stderr
+    assert not missing.exists()
