@@ -18,11 +18,6 @@ from sandbox.worlds import chatbot as world
 from tests.conftest import set_connection
 
 
-@pytest.fixture(autouse=True)
-def _airflow(airflow_db):
-    return airflow_db
-
-
 @pytest.fixture
 def chatbot(postgres_conn, data_dir, monkeypatch):
     engine = engine_for(postgres_conn(POSTGRES_CONN_ID))
