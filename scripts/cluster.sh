@@ -4,6 +4,7 @@
 #   scripts/cluster.sh [start]      start everything, wait until it is up, stay in the foreground;
 #                                   Ctrl-C (or SIGTERM) stops every process it started
 #   scripts/cluster.sh stop         stop a cluster started from another shell (same CLUSTER_HOME)
+#   scripts/cluster.sh airflow ARGS  the Airflow CLI with the cluster's settings (e.g. `backfill create`)
 #   scripts/cluster.sh restart NAME stop one process (api-server, scheduler, dag-processor, triggerer,
 #                                   worker1, worker2, ...) and start it again with the same settings
 #
@@ -247,5 +248,11 @@ case "${1:-start}" in
     stop_process "$2"
     start_process "$2"
     ;;
-  *) echo "usage: $0 [start|stop|restart NAME]" >&2; exit 2 ;;
+  airflow)
+    shift
+    load_secrets
+    cluster_env
+    exec airflow "$@"
+    ;;
+  *) echo "usage: $0 [start|stop|restart NAME|airflow ARGS]" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -103,3 +104,43 @@ def _conn_fields(cluster, name: str) -> dict:
 
     conn = json.loads(cluster.env[f"AIRFLOW_CONN_{name}"])
     return {k: v for k, v in conn.items() if k != "conn_type"}
+
+
+def test_backfill_create_runs_each_day_once(cluster, world):
+    """`airflow backfill create` over three days: three backfill runs, each processing its own day."""
+    cluster.script(
+        "airflow",
+        "backfill",
+        "create",
+        "--dag-id",
+        "dialog_etl",
+        "--from-date",
+        "2024-06-01",
+        "--to-date",
+        "2024-06-04",
+        "--max-active-runs",
+        "3",
+    )
+    deadline = time.monotonic() + 420
+    while True:
+        runs = cluster.ok(
+            "GET", "/api/v2/dags/dialog_etl/dagRuns", params={"run_type": "backfill", "limit": 50}
+        )
+        runs = runs["dag_runs"]
+        if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs):
+            break
+        assert time.monotonic() < deadline, [(r["dag_run_id"], r["state"]) for r in runs]
+        time.sleep(3)
+    assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
+    summaries = sorted(
+        (cluster.xcom("dialog_etl", r["dag_run_id"], "summary") for r in runs), key=lambda s: s["target_date"]
+    )
+    assert [s["target_date"] for s in summaries] == [d.isoformat() for d in DAYS]
+    for day, summary in zip(DAYS, summaries, strict=True):
+        expected = world.expected(day)["conversations"]
+        assert summary["conversations_total"] == expected
+        assert summary["inserted"] + summary["skipped_existing"] == expected
+    target = engine_for_conn(cluster, "DIALOG_DST")
+    assert {day: len(calls(target, day)) for day in DAYS} == {
+        day: world.expected(day)["conversations"] for day in DAYS
+    }
