@@ -1,4 +1,4 @@
-"""One `make cluster` (scripts/cluster.sh) per test module: CeleryExecutor, two workers, real servers.
+"""One `make cluster` (scripts/cluster.sh) per test session: CeleryExecutor, two workers, real servers.
 
 The fixture runs the launcher as a user does, in a process group of its own, on free ports, with a
 PostgreSQL metadata database ``airflow_cluster_test_<random>`` and a Celery queue of the same name (so
@@ -23,9 +23,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from include.dialog.schema import prepared_conversations
+from sandbox.worlds.dialog import build_world
 from tests.conftest import MARIADB, REPO_ROOT, _mariadb_admin, _postgres_admin
 
+DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)]
+GROUPS = 6
+POOL_SLOTS = 2
 START_TIMEOUT_S = 420.0
 WORKERS = 2
 #: Task slots of each worker; the dialog_etl pool is set below it so the pool is what caps load_group.
@@ -137,7 +143,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("cluster")
     name = f"airflow_cluster_test_{uuid.uuid4().hex[:10]}"
@@ -211,3 +217,43 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 def day_conf(day: dt.date) -> dict:
     return {"target_date": day.isoformat()}
+
+
+@pytest.fixture(scope="session")
+def world(cluster):
+    """A few hundred utterances a day in the cluster's source database; dialog_etl unpaused."""
+    source = engine_for_conn(cluster, "DIALOG_SRC")
+    world = build_world(source, DAYS, groups=GROUPS, calls_per_group_day=4)
+    cluster.ok(
+        "PATCH",
+        "/api/v2/pools/dialog_etl",
+        params={"update_mask": "slots"},
+        json={"pool": "dialog_etl", "slots": POOL_SLOTS, "include_deferred": False},
+    )
+    cluster.wait_for_dag("dialog_etl")
+    return world
+
+
+def engine_for_conn(cluster, name: str) -> sa.Engine:
+    import json
+
+    from sqlalchemy.engine import URL
+
+    conn = json.loads(cluster.env[f"AIRFLOW_CONN_{name}"])
+    return sa.create_engine(
+        URL.create(
+            "mysql+mysqldb",
+            username=conn["login"],
+            host=conn["host"],
+            port=conn["port"],
+            database=conn["schema"],
+            query={"charset": "utf8mb4"},
+        )
+    )
+
+
+def calls(engine: sa.Engine, day: dt.date | None = None) -> dict[str, str]:
+    query = sa.select(prepared_conversations.c.call_id, prepared_conversations.c.dialog_text)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return {r.call_id: r.dialog_text for r in rows if day is None or r.call_id.startswith(f"C{day:%Y%m%d}")}

@@ -2,61 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 
-import pytest
-import sqlalchemy as sa
-
 from include.common.db import engine_for
-from include.dialog.schema import prepared_conversations
 from sandbox.dagrun import run_dag
-from sandbox.worlds.dialog import build_world
+from tests.cluster.conftest import DAYS, GROUPS, POOL_SLOTS, calls, engine_for_conn
 from tests.conftest import set_connection
-
-DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)]
-GROUPS = 6
-POOL_SLOTS = 2
-
-
-@pytest.fixture(scope="module")
-def world(cluster):
-    """A few hundred utterances a day in the cluster's source database; dialog_etl unpaused."""
-    source = engine_for_conn(cluster, "DIALOG_SRC")
-    world = build_world(source, DAYS, groups=GROUPS, calls_per_group_day=4)
-    cluster.ok(
-        "PATCH",
-        "/api/v2/pools/dialog_etl",
-        params={"update_mask": "slots"},
-        json={"pool": "dialog_etl", "slots": POOL_SLOTS, "include_deferred": False},
-    )
-    cluster.wait_for_dag("dialog_etl")
-    return world
-
-
-def engine_for_conn(cluster, name: str) -> sa.Engine:
-    import json
-
-    from sqlalchemy.engine import URL
-
-    conn = json.loads(cluster.env[f"AIRFLOW_CONN_{name}"])
-    return sa.create_engine(
-        URL.create(
-            "mysql+mysqldb",
-            username=conn["login"],
-            host=conn["host"],
-            port=conn["port"],
-            database=conn["schema"],
-            query={"charset": "utf8mb4"},
-        )
-    )
-
-
-def calls(engine: sa.Engine, day: dt.date | None = None) -> dict[str, str]:
-    query = sa.select(prepared_conversations.c.call_id, prepared_conversations.c.dialog_text)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return {r.call_id: r.dialog_text for r in rows if day is None or r.call_id.startswith(f"C{day:%Y%m%d}")}
 
 
 def max_overlap(intervals: list[tuple[str, str]]) -> int:
