@@ -145,6 +145,7 @@ stop_all() {
     stop_process "$name" &
   done
   wait
+  rm -f "$RUN/ready"
   echo "cluster: stopped"
 }
 
