@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo test lint format airflow callio-sandbox aico-sandbox dwh-sandbox bench settings import-env lock clean chatbot-alembic
+.PHONY: setup demo test lint format airflow cluster cluster-stop callio-sandbox aico-sandbox dwh-sandbox bench settings import-env lock clean chatbot-alembic
 
 setup:
 	@bash scripts/setup.sh
@@ -51,3 +51,9 @@ lock:  ## re-resolve requirements.in (runtime) and requirements-dev.in (tooling)
 
 clean:
 	rm -rf .airflow .data
+
+cluster: setup  ## CeleryExecutor on this machine (scripts/cluster.sh: CLUSTER_PORT, CLUSTER_WORKERS, ...)
+	@$(ENV) bash scripts/cluster.sh start
+
+cluster-stop:  ## stop a `make cluster` started from another shell
+	@$(ENV) bash scripts/cluster.sh stop

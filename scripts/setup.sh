@@ -4,9 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # mysqlclient (pulled in by the MySQL provider) compiles against these Debian packages; the tests load
-# the plugin's docs pages in headless Chromium.
+# the plugin's docs pages in headless Chromium, and the UI test drives it with chromedriver.
 missing=()
-for pkg in pkg-config libmariadb-dev gcc chromium; do
+for pkg in pkg-config libmariadb-dev gcc chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

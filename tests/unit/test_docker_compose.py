@@ -729,3 +729,44 @@ def test_dockerignore_keeps_local_state_out_of_the_build():
     for required in (".venv", ".airflow", ".data", ".git", "logs"):
         assert required in patterns, f".dockerignore misses {required}"
     assert any("__pycache__" in p for p in patterns)
+
+
+# ---------------------------------------------------------------------- `make cluster` (scripts/cluster.sh)
+
+CLUSTER_SCRIPT = REPO_ROOT / "scripts" / "cluster.sh"
+#: Settings whose value is the same in both: only the hosts, ports and secrets differ.
+SAME_VALUE = (
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__CORE__AUTH_MANAGER",
+    "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP",
+    "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+)
+
+
+def cluster_settings() -> dict[str, str]:
+    """The ``export AIRFLOW__...=value`` lines of cluster.sh's ``cluster_env``, values unquoted."""
+    body = re.search(r"^cluster_env\(\) \{\n(.*?)^\}", CLUSTER_SCRIPT.read_text(), re.M | re.S)
+    assert body, "scripts/cluster.sh has no cluster_env() function"
+    settings = {}
+    for name, value in re.findall(r"^\s*export (AIRFLOW__\w+)=(.*)$", body.group(1), re.M):
+        settings[name] = shlex.split(value)[0] if value.strip() else ""
+    return settings
+
+
+def test_cluster_sets_every_airflow_setting_of_the_compose_file(common_env):
+    """The compose file is the template of `make cluster`: each AIRFLOW__* of one is set by the other."""
+    compose_names = {name for name in common_env if name.startswith("AIRFLOW__")}
+    missing = compose_names - set(cluster_settings())
+    assert not missing, f"scripts/cluster.sh does not set {sorted(missing)}"
+
+
+def test_cluster_settings_agree_with_the_compose_file(common_env):
+    cluster = cluster_settings()
+    for name in SAME_VALUE:
+        assert cluster[name].lower() == str(common_env[name]).lower(), name
+    assert cluster["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"].lower().endswith("true}")
+    assert cluster["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith("/execution/")
+    assert cluster["AIRFLOW__CELERY__BROKER_URL"].startswith("$") and "redis" in str(
+        common_env["AIRFLOW__CELERY__BROKER_URL"]
+    )

@@ -1,0 +1,259 @@
+"""One `make cluster` (scripts/cluster.sh) per test session: CeleryExecutor, two workers, real servers.
+
+The fixture runs the launcher as a user does, in a process group of its own, on free ports, with a
+PostgreSQL metadata database ``airflow_cluster_test_<random>`` and a Celery queue of the same name (so
+clusters of concurrent test sessions never take each other's tasks from the shared Redis), and the
+``dialog_src`` / ``dialog_dst`` connections on throwaway MariaDB databases. Teardown stops the launcher
+with SIGTERM (as Ctrl-C does), checks that no process of the cluster is left, and drops the databases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from include.dialog.schema import prepared_conversations
+from sandbox.worlds.dialog import build_world
+from tests.conftest import MARIADB, REPO_ROOT, _mariadb_admin, _postgres_admin
+
+DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)]
+GROUPS = 6
+POOL_SLOTS = 2
+START_TIMEOUT_S = 420.0
+WORKERS = 2
+#: Task slots of each worker; the dialog_etl pool is set below it so the pool is what caps load_group.
+CONCURRENCY = 2
+ADMIN_USER = "admin"
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@dataclass
+class Cluster:
+    url: str
+    home: Path
+    env: dict[str, str] = field(repr=False)
+    password: str = field(repr=False)
+    queue: str = ""
+    token: str = field(default="", repr=False)
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+
+    def ok(self, method: str, path: str, **kwargs) -> dict:
+        response = self.request(method, path, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:500]}"
+        return response.json() if response.content else {}
+
+    def pids(self) -> dict[str, int]:
+        return {p.stem: int(p.read_text()) for p in (self.home / "run").glob("*.pid")}
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        log = self.home / "logs" / f"{name}.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+    def script(self, *args: str) -> None:
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts" / "cluster.sh"), *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        """Wait until the dag-processor has serialized ``dag_id``, then unpause it."""
+        deadline = time.monotonic() + timeout
+        while self.request("GET", f"/api/v2/dags/{dag_id}").status_code != 200:
+            assert time.monotonic() < deadline, f"{dag_id} not parsed:\n{self.log_tail('dag-processor')}"
+            time.sleep(2)
+        self.ok("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        run = self.ok("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        return run["dag_run_id"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return run
+            assert time.monotonic() < deadline, (
+                f"{run_id} still {run['state']}:\n{self.log_tail('scheduler')}"
+            )
+            time.sleep(2)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")[
+            "task_instances"
+        ]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str):
+        entry = self.ok(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+            params={"deserialize": True},
+        )
+        value = entry["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+
+def _mariadb_database(admin, names: list[str]) -> dict:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    names.append(name)
+    return {
+        "conn_type": "mysql",
+        "host": MARIADB["host"],
+        "port": MARIADB["port"],
+        "login": MARIADB["user"],
+        "schema": name,
+    }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    home = tmp_path_factory.mktemp("cluster")
+    name = f"airflow_cluster_test_{uuid.uuid4().hex[:10]}"
+    mariadb = _mariadb_admin()
+    mariadb_names: list[str] = []
+    api_port, log_port, health_port = _free_ports(3)
+    password = uuid.uuid4().hex
+    env = {
+        **os.environ,
+        "CLUSTER_HOME": str(home),
+        "CLUSTER_PORT": str(api_port),
+        "CLUSTER_WORKERS": str(WORKERS),
+        "CLUSTER_CONCURRENCY": str(CONCURRENCY),
+        "CLUSTER_DB": name,
+        "CLUSTER_QUEUE": name,
+        # workers and the triggerer serve their logs on consecutive ports from here
+        "CLUSTER_LOG_PORT": str(log_port),
+        "CLUSTER_HEALTH_PORT": str(health_port),
+        "_AIRFLOW_WWW_USER_USERNAME": ADMIN_USER,
+        "_AIRFLOW_WWW_USER_PASSWORD": password,
+        "PIPELINES_DATA_DIR": str(home / "data"),
+        # A task whose worker died is failed (and retried) after this long without a heartbeat.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+    }
+    env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["AIRFLOW_CONN_DIALOG_SRC"] = json.dumps(_mariadb_database(mariadb, mariadb_names))
+    env["AIRFLOW_CONN_DIALOG_DST"] = json.dumps(_mariadb_database(mariadb, mariadb_names))
+    out = (home / "cluster.out").open("wb")
+    launcher = subprocess.Popen(
+        ["bash", str(REPO_ROOT / "scripts" / "cluster.sh"), "start"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Cluster(url=f"http://127.0.0.1:{api_port}", home=home, env=env, password=password, queue=name)
+    pids: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (home / "run" / "ready").exists():
+            if launcher.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"make cluster did not come up:\n{(home / 'cluster.out').read_text()[-4000:]}")
+            time.sleep(2)
+        pids = server.pids()
+        response = httpx.post(
+            f"{server.url}/auth/token", json={"username": ADMIN_USER, "password": password}, timeout=60
+        )
+        assert response.status_code == 201, response.text
+        server.token = response.json()["access_token"]
+        yield server
+    finally:
+        pids.update(server.pids())
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGTERM)
+            launcher.wait(timeout=90)
+        out.close()
+        left = {name: pid for name, pid in pids.items() if _alive(pid)}
+        for pid in left.values():
+            os.killpg(pid, signal.SIGKILL)
+        postgres = _postgres_admin()
+        postgres.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        postgres.close()
+        for db in mariadb_names:
+            mariadb.cursor().execute(f"DROP DATABASE IF EXISTS `{db}`")
+        mariadb.close()
+        assert not left, f"processes left running after the cluster stopped: {left}"
+
+
+def day_conf(day: dt.date) -> dict:
+    return {"target_date": day.isoformat()}
+
+
+@pytest.fixture(scope="session")
+def world(cluster):
+    """A few hundred utterances a day in the cluster's source database; dialog_etl unpaused."""
+    source = engine_for_conn(cluster, "DIALOG_SRC")
+    world = build_world(source, DAYS, groups=GROUPS, calls_per_group_day=4)
+    cluster.ok(
+        "PATCH",
+        "/api/v2/pools/dialog_etl",
+        params={"update_mask": "slots"},
+        json={"pool": "dialog_etl", "slots": POOL_SLOTS, "include_deferred": False},
+    )
+    cluster.wait_for_dag("dialog_etl")
+    return world
+
+
+def engine_for_conn(cluster, name: str) -> sa.Engine:
+    import json
+
+    from sqlalchemy.engine import URL
+
+    conn = json.loads(cluster.env[f"AIRFLOW_CONN_{name}"])
+    return sa.create_engine(
+        URL.create(
+            "mysql+mysqldb",
+            username=conn["login"],
+            host=conn["host"],
+            port=conn["port"],
+            database=conn["schema"],
+            query={"charset": "utf8mb4"},
+        )
+    )
+
+
+def calls(engine: sa.Engine, day: dt.date | None = None) -> dict[str, str]:
+    query = sa.select(prepared_conversations.c.call_id, prepared_conversations.c.dialog_text)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return {r.call_id: r.dialog_text for r in rows if day is None or r.call_id.startswith(f"C{day:%Y%m%d}")}
