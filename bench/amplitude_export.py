@@ -17,36 +17,19 @@ The full size is a week of 2,000,000 events (~1 GB of NDJSON); ``--events`` pick
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import math
 import multiprocessing as mp
 import tempfile
 import time
 import uuid
-from collections.abc import Generator
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.common import peak_rss_mb
+from bench.common import peak_rss_mb, postgres_database
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
 WEEK = (dt.date(2024, 2, 5), dt.date(2024, 2, 11))
-
-
-@contextlib.contextmanager
-def postgres_database() -> Generator[str]:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_URL.format(db="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.format(db=name)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def build_archive(events: int, workdir: Path) -> Path:
@@ -127,7 +110,10 @@ def main() -> None:
     args = parser.parse_args()
     from include.dwh.exports import ensure_load_log
 
-    with tempfile.TemporaryDirectory(prefix="bench-amplitude-") as tmp, postgres_database() as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-amplitude-") as tmp,
+        postgres_database(f"bench_{uuid.uuid4().hex[:10]}") as url,
+    ):
         archive = build_archive(args.events, Path(tmp))
         zip_mb = archive.stat().st_size / 1e6
         engine = sa.create_engine(url)

@@ -1,4 +1,5 @@
-"""Small pieces every benchmark shares: throwaway MariaDB databases, timing, RSS and the report table."""
+"""Small pieces every benchmark shares: throwaway MariaDB and PostgreSQL databases, timing, RSS and the
+report table."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 MARIADB_URL = "mysql+mysqldb://root@127.0.0.1:3306/{db}?charset=utf8mb4"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
 
 
 @contextlib.contextmanager
@@ -30,6 +32,23 @@ def mariadb_database(name: str) -> Generator[sa.Engine]:
         engine.dispose()
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def postgres_database(name: str) -> Generator[str]:
+    """The URL of a fresh database ``name`` on the local PostgreSQL, dropped afterwards."""
+    admin = sa.create_engine(POSTGRES_URL.format(db="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_URL.format(db=name)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
         admin.dispose()
 
 

@@ -66,14 +66,22 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import Contender, FreshWorker, Measure, interleave, peak_rss_mb, report, verdict
+from bench.common import (
+    Contender,
+    FreshWorker,
+    Measure,
+    interleave,
+    peak_rss_mb,
+    postgres_database,
+    report,
+    verdict,
+)
 from include.common.db import sqlite_engine
 from include.dwh.amplitude import CHUNK_BYTES, AmplitudeCredentials
 from include.dwh.schema import create_all, events_part, row_from_event, writable_columns
 from sandbox.simulators.amplitude import AmplitudeSimulator
 
 PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
 DB_NAME = "bench_dwh_post"
 POST_PATH = "/dwh-helper/dwh/events-part"
 EXPORT_PATH = "/dwh-helper/amplitude/export"
@@ -268,23 +276,6 @@ def _rows_of(path: Path) -> Iterator[dict[str, Any]]:
             with archive.open(info) as member, gzip.GzipFile(fileobj=member) as lines:
                 for line in lines:
                     yield row_from_event(events_part, json.loads(line))
-
-
-@contextlib.contextmanager
-def postgres_database(name: str) -> Generator[str]:
-    """The URL of a fresh database ``name`` on the local PostgreSQL, dropped afterwards."""
-    admin = sa.create_engine(POSTGRES_URL.format(db="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_URL.format(db=name)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @contextlib.contextmanager
