@@ -73,9 +73,9 @@ QUICK = {
     "repeat": 1,
     "baseline_tenants": 1,
 }
-FETCH_TARGET = 1.5  # ours / lower bound
-MERGE_TARGET_S = 10.0
-RSS_TARGET_MB = 1024.0
+FETCH_TARGET = 1.3  # ours / the larger of the lower bound and the CPU the run needs per core
+MERGE_TARGET_S = 5.0
+RSS_TARGET_MB = 600.0
 
 Target = tuple[str, float, float]  # name, value, upper bound
 
@@ -311,6 +311,7 @@ def fetch_part(args: argparse.Namespace) -> tuple[dict[str, Any], list[Target]]:
         ours_rows.median("cpu_s"),
     )
     cores = os.cpu_count() or 1
+    cpu_need = (simulator_s + workers_s) / cores
     print(
         f"  CPU per run, medians: simulator {simulator_s:.1f} s ({1000 * simulator_s / requests:.2f} ms per request,"
         f" {simulator_s / m_ours.median:.0%} of one core during ours: fetch); our workers {workers_s:.1f} s"
@@ -342,8 +343,15 @@ def fetch_part(args: argparse.Namespace) -> tuple[dict[str, Any], list[Target]]:
         "fetch_transform_rss_mb": m_rows.rss_mb,
         "simulator_cpu_s": simulator_s,
         "workers_cpu_s": workers_s,
+        "cpu_need_s": cpu_need,
     }
-    return figures, [("API fetch: ours / lower bound (x)", m_ours.median / lower_bound, FETCH_TARGET)]
+    # The fetch cannot beat the latency bound, nor finish before the cores have done its CPU work.
+    pace = max(lower_bound, cpu_need)
+    print(
+        f"  ours: fetch takes {m_ours.median / lower_bound:.2f}x the lower bound and"
+        f" {m_ours.median / cpu_need:.2f}x the CPU need ({cpu_need:.2f} s)"
+    )
+    return figures, [("API fetch: ours / max(lower bound, CPU need) (x)", m_ours.median / pace, FETCH_TARGET)]
 
 
 # --- part 2: DuckDB staging and MERGE -------------------------------------------------------------
@@ -475,6 +483,13 @@ def merge_part(args: argparse.Namespace) -> tuple[dict[str, Any], list[Target]]:
 # --- main -----------------------------------------------------------------------------------------
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to three decimals, inside dicts too: the JSON line stays readable."""
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return round(value, 3) if isinstance(value, float) else value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -512,8 +527,11 @@ def main() -> None:
         verdict(name, value, bound, higher_is_better=False)
         for name, value, bound in fetch_targets + merge_targets
     ]
-    figures = {**fetch_figures, **merge_figures, "all_targets_met": all(met)}
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
+    targets = {
+        name: {"value": value, "at_most": bound} for name, value, bound in fetch_targets + merge_targets
+    }
+    figures = {**fetch_figures, **merge_figures, "targets": targets, "all_targets_met": all(met)}
+    print(json.dumps(_rounded(figures)))
 
 
 if __name__ == "__main__":
