@@ -510,6 +510,7 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, help=f"timed runs of each contender; default {FULL['repeat']}")
     parser.add_argument("--skip-merge", action="store_true", help="run part 1 (API fetch) only")
+    parser.add_argument("--skip-fetch", action="store_true", help="run part 2 (DuckDB) only")
     parser.add_argument(
         "--baseline-tenants",
         type=int,
@@ -520,7 +521,7 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, value)
 
-    fetch_figures, fetch_targets = fetch_part(args)
+    fetch_figures, fetch_targets = ({}, []) if args.skip_fetch else fetch_part(args)
     merge_figures, merge_targets = ({}, []) if args.skip_merge else merge_part(args)
     print("\ntargets")
     met = [
