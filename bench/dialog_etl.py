@@ -36,6 +36,8 @@ from sandbox.worlds.dialog import fill_source, generate
 DAY = dt.date(2024, 6, 1)
 GROUPS = 20
 SRC_DB, DST_DB = "bench_dialog_src", "bench_dialog_dst"
+#: Ours' speed as a share of the server-side statement's that counts as the target met.
+LIMIT_SHARE = 0.85
 
 
 @functools.cache
@@ -214,7 +216,7 @@ def main() -> None:
     print("\ntargets")
     results = [
         verdict("speed-up over the baseline (x)", base.median / ours.median, 5),
-        verdict("share of the server-side limit's speed", limit.median / ours.median, 0.5),
+        verdict("share of the server-side limit's speed", limit.median / ours.median, LIMIT_SHARE),
         verdict("peak RSS per worker (MB)", ours.rss_mb, 300, higher_is_better=False),
         verdict(
             "peak RSS growth at 2x rows (ratio)", ours2.rss_mb / ours.rss_mb, 1.1, higher_is_better=False
@@ -229,6 +231,14 @@ def main() -> None:
                 "limit_s": limit.median,
                 "ours_rss_mb": ours.rss_mb,
                 "ours_2x_rss_mb": ours2.rss_mb,
+                "speed_up_over_baseline": round(base.median / ours.median, 2),
+                "share_of_limit": round(limit.median / ours.median, 3),
+                "targets": {
+                    "speed_up_over_baseline": 5,
+                    "share_of_limit": LIMIT_SHARE,
+                    "rss_mb": 300,
+                    "rss_growth_at_2x": 1.1,
+                },
                 "all_targets_met": all(results),
             }
         )

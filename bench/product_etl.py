@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import time
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
@@ -74,6 +75,8 @@ CHANGED_AT = FIRST_AT + dt.timedelta(days=1)  # after every first version
 NOW = FIRST_AT + dt.timedelta(days=2)  # after every row: with no safety lag, all rows are due
 EPOCH = dt.datetime(1970, 1, 1)  # the plan's first watermark
 ETL_TABLES = ("products", "product_change_log", "product_etl_rejects", "etl_watermark")
+#: Ours' speed as a share of the limit's that counts as the target met.
+LIMIT_SHARE = 0.85
 WARM_UP = False
 """No untimed warm-up run: the server reads with O_DIRECT, so its only cache is the buffer pool (128 MB
 here), a fraction of the tables; a warm-up would cost a whole run and leave nothing warm that matters.
@@ -201,25 +204,52 @@ LIMIT_UPSERT = (
 
 
 def _limit(db: str) -> float:
-    """Read and normalize like ours, then write every row blindly: one multi-row statement per batch
-    (mysqlclient's ``executemany`` folds the rows into one ``INSERT ... VALUES (...), (...)``)."""
+    """Write already-normalized rows blindly: read ``products_ready`` in batches of 1000 and send each
+    as one multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` (mysqlclient's ``executemany`` folds the
+    rows into one statement). Normalizing is left out: it is measured on its own (:func:`_prepare`)."""
     engine = _engine(db)
-    with engine.connect() as conn:
+    last = 0
+    while True:
+        with engine.begin() as conn:
+            rows = conn.exec_driver_sql(READY_BATCH, (last, BATCH)).all()
+            if not rows:
+                break
+            conn.exec_driver_sql(LIMIT_UPSERT, [tuple(row)[1:] for row in rows])
+        last = rows[-1][0]
+        if len(rows) < BATCH:
+            break
+    return peak_rss_mb()
+
+
+READY_BATCH = (
+    f"SELECT id, {', '.join(PRODUCT_COLUMNS)} FROM products_ready WHERE id > %s ORDER BY id LIMIT %s"
+)
+
+
+def _prepare(engine: sa.Engine) -> float:
+    """Normalize the rows a run will process (from the stored watermark) into ``products_ready``, the
+    limit's input; return the seconds spent in normalizing alone (``normalize`` and the columns
+    ours writes), which is what a client pays on top of the limit's writes."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS products_ready")
+        conn.exec_driver_sql("CREATE TABLE products_ready LIKE products")
         mark = load_watermark(conn, WATERMARK_NAME)
+    spent = 0.0
     while True:
         with engine.begin() as conn:
             rows = read_batch(conn, mark, NOW, BATCH)
             if not rows:
                 break
+            start = time.perf_counter()
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            values = [_product_values(row, now) for row in rows]
-            values = [v for v in values if v is not None]
+            values = [v for v in (_product_values(row, now) for row in rows) if v is not None]
+            spent += time.perf_counter() - start
             if values:
-                conn.exec_driver_sql(LIMIT_UPSERT, values)
+                conn.exec_driver_sql(_insert_sql("products_ready", PRODUCT_COLUMNS), values)
         mark = Watermark(rows[-1].src_updated_at, rows[-1].id)
         if len(rows) < BATCH:
             break
-    return peak_rss_mb()
+    return spent
 
 
 def _product_values(row: sa.Row, now: dt.datetime) -> tuple | None:
@@ -314,29 +344,44 @@ def _contenders(worker: FreshWorker, rows: int, baseline_rows: int, repeat: int)
             lambda: worker.run(_baseline, baseline_rows),
             repeat,
         ),
-        Contender("limit: bulk INSERT ... ON DUPLICATE KEY UPDATE", rows, lambda: worker.run(_limit), repeat),
+        Contender("limit: bulk upsert of normalized rows", rows, lambda: worker.run(_limit), repeat),
     ]
 
 
-def _full_load_phase(engine, worker, total: int, baseline_rows: int, repeat: int) -> list[Measure]:
+def _normalizing(engine: sa.Engine, rows: int) -> float:
+    """Prepare the limit's input and report what normalizing cost per row (microseconds)."""
+    per_row = _prepare(engine) / rows * 1e6
+    print(f"normalizing alone: {per_row:.1f} us a row (the limit's rows are normalized beforehand)")
+    return per_row
+
+
+def _full_load_phase(
+    engine, worker, total: int, baseline_rows: int, repeat: int
+) -> tuple[list[Measure], float]:
     """Phase 1, plus ours with limit 4000 on the same footing (the memory table shows it).
 
     Ours with limit 4000 goes last, so the state left behind is ours' full load, which phase 2 keeps.
     """
+    _empty(engine)
+    normalizing = _normalizing(engine, total)
     contenders = _contenders(worker, total, baseline_rows, repeat)
     contenders.append(
         Contender("ours: run_batches, limit 4000", total, lambda: worker.run(_ours, 4 * BATCH), repeat)
     )
     measures = interleave(contenders, _then_start(lambda: _empty(engine), worker), warm_up=WARM_UP)
     report(f"first full load: {total:,} staging rows into an empty products", measures[:3])
-    return measures
+    return measures, normalizing
 
 
-def _changed_phase(engine, worker, total: int, baseline_rows: int, repeat: int) -> tuple[list[Measure], int]:
+def _changed_phase(
+    engine, worker, total: int, baseline_rows: int, repeat: int
+) -> tuple[list[Measure], int, float]:
     """Phase 2: keep the state of ours' last full load, append the new versions, time the three."""
     full = FullLoad.keep(engine)
     print(f"\nphase 2 starts from ours' full load: {full.describe()}")
     changed = changed_versions(engine, CHANGED_SHARE, CHANGED_AT)
+    full.restore()
+    normalizing = _normalizing(engine, changed)
     share = max(1, round(changed * baseline_rows / total))
     measures = interleave(
         _contenders(worker, changed, share, repeat), _then_start(full.restore, worker), warm_up=WARM_UP
@@ -346,7 +391,7 @@ def _changed_phase(engine, worker, total: int, baseline_rows: int, repeat: int) 
         f" ({full.products:,} products stored)",
         measures,
     )
-    return measures, changed
+    return measures, changed, normalizing
 
 
 def _twice_the_rows(worker_db: str, rows: int) -> Measure:
@@ -392,8 +437,10 @@ def main() -> None:
             f" MariaDB; the baseline is timed on the first {baseline_rows:,} rows of each phase's share,"
             " its rows/s comparable"
         )
-        ours, base, limit, ours_4000 = _full_load_phase(engine, worker, total, baseline_rows, args.repeat)
-        (ours_chg, base_chg, limit_chg), changed = _changed_phase(
+        (ours, base, limit, ours_4000), norm_full = _full_load_phase(
+            engine, worker, total, baseline_rows, args.repeat
+        )
+        (ours_chg, base_chg, limit_chg), changed, norm_chg = _changed_phase(
             engine, worker, total, baseline_rows, args.repeat
         )
         idle_mb = worker.idle_mb
@@ -408,9 +455,11 @@ def main() -> None:
     print("\ntargets")
     results = [
         verdict("full load: speed-up over the baseline (x)", ours.rows_per_s / base.rows_per_s, 10),
-        verdict("full load: share of the limit's speed", ours.rows_per_s / limit.rows_per_s, 0.5),
+        verdict("full load: share of the limit's speed", ours.rows_per_s / limit.rows_per_s, LIMIT_SHARE),
         verdict("5% changed: speed-up over the baseline (x)", ours_chg.rows_per_s / base_chg.rows_per_s, 10),
-        verdict("5% changed: share of the limit's speed", ours_chg.rows_per_s / limit_chg.rows_per_s, 0.5),
+        verdict(
+            "5% changed: share of the limit's speed", ours_chg.rows_per_s / limit_chg.rows_per_s, LIMIT_SHARE
+        ),
     ]
     if ours_2x is not None:
         results.append(
@@ -442,6 +491,12 @@ def main() -> None:
                 "baseline_rows": baseline_rows,
                 "full_rows_per_s": _rates(ours, base, limit),
                 "changed_rows_per_s": _rates(ours_chg, base_chg, limit_chg),
+                "normalize_us_per_row": {"full": round(norm_full, 1), "changed": round(norm_chg, 1)},
+                "share_of_limit": {
+                    "full": round(ours.rows_per_s / limit.rows_per_s, 3),
+                    "changed": round(ours_chg.rows_per_s / limit_chg.rows_per_s, 3),
+                },
+                "targets": {"speed_up_over_baseline": 10, "share_of_limit": LIMIT_SHARE, "rss_ratio": 1.1},
                 "ours_rss_mb": ours.rss_mb,
                 "ours_limit_4000_rss_mb": ours_4000.rss_mb,
                 "ours_changed_rss_mb": ours_chg.rss_mb,

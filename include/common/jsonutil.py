@@ -16,7 +16,7 @@ from typing import Any
 
 def _default(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
-        return _decimal_text(value)
+        return decimal_text(value)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date):
@@ -28,7 +28,7 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__} to stable JSON")
 
 
-def _decimal_text(value: decimal.Decimal) -> str:
+def decimal_text(value: decimal.Decimal) -> str:
     """``Decimal('1.50')`` and ``Decimal('1.5')`` are one price: render both as ``'1.5'``."""
     if value == value.to_integral_value():
         return str(value.quantize(decimal.Decimal(1)))

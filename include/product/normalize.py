@@ -20,12 +20,12 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Any
 
-from include.common.jsonutil import content_hash, stable_json
+from include.common.jsonutil import decimal_text, sha256_hex, stable_json
 
 
 class RejectReason(StrEnum):
@@ -76,6 +76,8 @@ _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 _IMAGE_SEPARATORS = re.compile(r"[,，\r\n]+")
 _CENTS = Decimal("0.01")
 _WIDE_CONTEXT = Context(prec=MAX_PRICE_INTEGER_DIGITS + 30)
+#: Compact JSON with UTF-8 kept: stable_json's spelling of strings, lists of strings, bools and null.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +102,19 @@ class Product:
         """The upsert key of ``products``."""
         return self.brand_code, self.sku
 
+    #: ``attributes`` as stable JSON when :func:`normalize` already serialized it (it must, to check
+    #: it), so the text is made once a row; left out of equality, as it only mirrors ``attributes``.
+    attributes_text: str = field(default="", compare=False, repr=False)
+
     @property
     def attributes_json(self) -> str:
         """Attributes as stable JSON: sorted keys, compact, UTF-8 kept."""
-        return stable_json(self.attributes)
+        return self.attributes_text or stable_json(self.attributes)
 
     @property
     def images_json(self) -> str:
         """Images as a compact JSON array, UTF-8 kept. Order is kept: the first image is the main one."""
-        return json.dumps(list(self.images), ensure_ascii=False, separators=(",", ":"))
+        return _COMPACT.encode(list(self.images))
 
     def business_fields(self) -> dict[str, Any]:
         """The fields whose change is a new version of the product.
@@ -129,8 +135,20 @@ class Product:
 
     @property
     def data_version(self) -> str:
-        """SHA-256 hex of the stable JSON of :meth:`business_fields`."""
-        return content_hash(self.business_fields())
+        """SHA-256 hex of the stable JSON of :meth:`business_fields`.
+
+        Spelled out from the already serialized attributes and images, in the sorted key order that
+        :func:`~include.common.jsonutil.stable_json` gives, so the same bytes are hashed without
+        serializing the attributes a second time (a third of normalizing a row)."""
+        price = None if self.price is None else decimal_text(self.price)
+        enc = _COMPACT.encode
+        text = (
+            f'{{"attributes":{self.attributes_json},"category":{enc(self.category)},'
+            f'"currency":{enc(self.currency)},"images":{self.images_json},'
+            f'"is_active":{enc(self.is_active)},"name":{enc(self.name)},"price":{enc(price)},'
+            f'"status":{enc(self.status)}}}'
+        )
+        return sha256_hex(text)
 
 
 def normalize(row: Mapping[str, Any]) -> Product:
@@ -138,6 +156,7 @@ def normalize(row: Mapping[str, Any]) -> Product:
 
     Raises :class:`NormalizeError` for a row that must not be loaded.
     """
+    attributes, attributes_text = _attributes_and_json(row.get("attributes"))
     return Product(
         brand_code=parse_brand_code(row.get("brand_code")),
         sku=parse_sku(row.get("sku")),
@@ -145,12 +164,13 @@ def normalize(row: Mapping[str, Any]) -> Product:
         price=parse_price(row.get("price")),
         currency=parse_currency(row.get("currency")),
         category=clean_text(row.get("category"), collapse=True),
-        attributes=parse_attributes(row.get("attributes")),
+        attributes=attributes,
         images=parse_images(row.get("images")),
         status=parse_status(row.get("status")),
         is_active=parse_bool(row.get("is_active")),
         src_updated_at=parse_src_updated_at(row.get("src_updated_at")),
         staging_id=row.get("id"),
+        attributes_text=attributes_text,
     )
 
 
@@ -301,21 +321,26 @@ def parse_attributes(value: Any) -> dict[str, Any]:
     and must give the same ``data_version``. Values keep their JSON types; strings (keys and values)
     are NFC-normalized. JSON ``null`` means no attributes, like an empty column.
     """
+    return _attributes_and_json(value)[0]
+
+
+def _attributes_and_json(value: Any) -> tuple[dict[str, Any], str]:
+    """The attributes and their stable JSON, which checking them has to produce anyway."""
     if value is None:
-        return {}
+        return {}, "{}"
     decoded = _decode_json(value, "attributes", RejectReason.BAD_ATTRIBUTES)
     if decoded is None:
-        return {}
+        return {}, "{}"
     if not isinstance(decoded, Mapping):
         raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "is not an object", value)
     try:
         attributes = _nfc_json(decoded, value)
-        stable_json(attributes)  # what data_version and attributes_json will need
+        text = stable_json(attributes)
     except NormalizeError:
         raise
     except (TypeError, ValueError, RecursionError):
         raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "is not JSON data", value) from None
-    return attributes
+    return attributes, text
 
 
 def _decode_json(value: Any, field: str, reason: RejectReason) -> Any:
