@@ -198,6 +198,11 @@ class DwhServer:
         self._base_url = ""
 
     @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the running server (after :meth:`ready`)."""
+        return self._base_url
+
+    @property
     def growth_mb(self) -> float:
         """The largest growth of a server's RSS during its request, from its ready state."""
         return max(peak - ready for ready, peak in zip(self.ready_mb, self.peak_mb, strict=True))
