@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -192,6 +193,11 @@ def _psycopg_inserter(
     return insert_psycopg
 
 
+#: Timestamps as text the way the sqlite3 module's default adapter writes them (and SQLAlchemy reads them
+#: back), converted here so that a value repeated down a column (``loaded_at``) is converted once.
+_SQLITE_TIMESTAMP = operator.methodcaller("isoformat", " ")
+
+
 def _sqlite_inserter(
     conn: sa.Connection, table: sa.Table, columns: Sequence[str]
 ) -> Callable[[list[Params]], list[int]]:
@@ -200,7 +206,12 @@ def _sqlite_inserter(
     as much here. The transaction holds SQLite's only write lock from the first row to the commit and
     a new rowid is the largest plus one, so the chunk's ids are the consecutive run ending at
     ``last_insert_rowid()``; the change count confirms no row was skipped."""
-    processors = [table.c[name].type.bind_processor(conn.dialect) for name in columns]
+    processors = [
+        _SQLITE_TIMESTAMP
+        if isinstance(table.c[name].type, sa.DateTime)
+        else table.c[name].type.bind_processor(conn.dialect)
+        for name in columns
+    ]
     preparer = conn.dialect.identifier_preparer
     insert_sql = (
         f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, columns))}) "
