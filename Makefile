@@ -32,7 +32,8 @@ dwh-sandbox: setup  ## serve the S3, AppMetrica and Amplitude stand-ins of the d
 	@$(ENV) python -m sandbox.dwh_sandbox
 
 bench: setup  ## benchmarks against the local MariaDB (not part of the tests)
-	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl && python -m bench.callio
+	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl && python -m bench.callio \
+	    && python -m bench.dwh_helper && python -m bench.amplitude_export --events 200000
 
 settings: setup  ## apply airflow_settings.yaml to the Airflow installation in $$AIRFLOW_HOME
 	@$(ENV) python -m include.common.settings apply airflow_settings.yaml

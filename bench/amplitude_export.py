@@ -5,10 +5,14 @@ Contenders, on the same archive and the same throwaway PostgreSQL database (tabl
 * **pipeline**: :func:`include.dwh.amplitude_export.load_archive`, what the DAG's branch does after the
   export (stream the zip, parse, split, validate, write through ``write_rows`` with the load log), in a
   process of its own so that its peak RSS (``VmHWM``) is its own.
+* **baseline**: the plugin's ``POST /dwh-helper/dwh/<table>`` for the same rows, table by table in
+  bodies of :data:`POST_ROWS` rows, to the plain Flask app served over real HTTP in a process of its
+  own (as ``bench.dwh_helper`` serves it): what a client of the plugin would do with the export. Only
+  the requests are timed; reading the archive and encoding each body happen outside the clock.
 * **limit**: PostgreSQL ``COPY`` of the same rows, already parsed, validated and converted before the
   clock starts, one table at a time: what the database alone costs.
 
-Reported: events/s and peak RSS. Targets: at least 0.5x the limit, under 300 MB whatever the size.
+Reported: events/s and peak RSS, and at the end one JSON line of the figures and targets. Targets: at least 0.5x the limit, under 300 MB whatever the size.
 The full size is a week of 2,000,000 events (~1 GB of NDJSON); ``--events`` picks another.
 
     python -m bench.amplitude_export --events 200000
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
+import json
 import math
 import multiprocessing as mp
 import tempfile
@@ -30,6 +36,9 @@ import sqlalchemy as sa
 from bench.common import peak_rss_mb, postgres_database
 
 WEEK = (dt.date(2024, 2, 5), dt.date(2024, 2, 11))
+POST_ROWS = 10_000
+SHARE_TARGET = 0.5  # pipeline / COPY limit, events/s
+RSS_TARGET_MB = 300.0
 
 
 def build_archive(events: int, workdir: Path) -> Path:
@@ -64,6 +73,35 @@ def run_pipeline(url: str, archive: Path) -> tuple[float, float, dict[str, int]]
     result = receive.recv()
     child.join()
     return result
+
+
+def run_post_baseline(url: str, archive: Path) -> float:
+    """Seconds of the POST requests that write every table's rows through the plugin (see module)."""
+    import httpx
+
+    from bench.dwh_helper import POST_HEADERS, DwhServer, ServerSetup, _expect
+    from include.dwh.amplitude_split import TABLES, iter_archive_events, rows_for
+    from include.dwh.schema import TABLES as SLUGS
+
+    slug_of = {table.name: slug for slug, table in SLUGS.items()}
+    server = DwhServer(ServerSetup(dwh_url=url))
+    server.ready()
+    total = 0.0
+    try:
+        with httpx.Client(base_url=server.base_url, headers=POST_HEADERS, timeout=600) as client:
+            for table in TABLES:
+                path = f"/dwh-helper/dwh/{slug_of[table.name]}"
+                rows = rows_for(table, iter_archive_events(archive))
+                while batch := list(itertools.islice(rows, POST_ROWS)):
+                    body = json.dumps({"data": batch}).encode()
+                    started = time.perf_counter()
+                    answer = _expect(client.post(path, content=body), 201).json()
+                    total += time.perf_counter() - started
+                    if answer["count"] != len(batch):
+                        raise RuntimeError(f"{path} wrote {answer['count']} of {len(batch)} rows")
+    finally:
+        server.stop()
+    return total
 
 
 def run_copy_limit(engine: sa.Engine, archive: Path) -> float:
@@ -121,13 +159,34 @@ def main() -> None:
         seconds, rss, rows = run_pipeline(url, archive)
         events = rows["events_part"]
         empty(engine)
+        baseline = run_post_baseline(url, archive)
+        empty(engine)
         limit = run_copy_limit(engine, archive)
         engine.dispose()
+    share = limit / seconds
     print(f"week of {events:,} events ({zip_mb:.0f} MB zip), {sum(rows.values()):,} rows")
     print(f"{'contender':<10} {'seconds':>9} {'events/s':>10} {'peak RSS MB':>12}")
     print(f"{'pipeline':<10} {seconds:>9.1f} {events / seconds:>10,.0f} {rss:>12.0f}")
+    print(f"{'POST':<10} {baseline:>9.1f} {events / baseline:>10,.0f} {'-':>12}")
     print(f"{'COPY':<10} {limit:>9.1f} {events / limit:>10,.0f} {'-':>12}")
-    print(f"pipeline / limit: {limit / seconds:.2f}x (target >= 0.5x); RSS target < 300 MB")
+    print(f"pipeline / POST baseline: {baseline / seconds:.2f}x")
+    print(
+        f"pipeline / limit: {share:.2f}x (target >= {SHARE_TARGET}x); peak RSS {rss:.0f} MB (target < 300 MB)"
+    )
+    figures = {
+        "events": events,
+        "rows": sum(rows.values()),
+        "pipeline_events_per_s": round(events / seconds),
+        "post_baseline_events_per_s": round(events / baseline),
+        "copy_limit_events_per_s": round(events / limit),
+        "pipeline_over_baseline": round(baseline / seconds, 3),
+        "pipeline_over_limit": round(share, 3),
+        "share_target": SHARE_TARGET,
+        "peak_rss_mb": round(rss, 1),
+        "rss_target_mb": RSS_TARGET_MB,
+        "all_targets_met": share >= SHARE_TARGET and rss < RSS_TARGET_MB,
+    }
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

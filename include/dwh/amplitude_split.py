@@ -52,6 +52,10 @@ _FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     table.name: tuple((c.name, c.info.get("source", c.name)) for c in schema.writable_columns(table))
     for table in TABLES
 }
+_COLUMNS_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    name: (tuple(column for column, _ in pairs), tuple(field for _, field in pairs))
+    for name, pairs in _FIELDS.items()
+}
 MOBILE_PLATFORMS = frozenset({"iOS", "Android"})
 LOCATION_FIELDS = ("country", "region", "city", "dma", "location_lat", "location_lng", "ip_address")
 READ_BUFFER = 1 << 20
@@ -84,9 +88,10 @@ def _feeds(table: sa.Table, event: Mapping[str, Any]) -> bool:
 
 
 def _row(table: sa.Table, event: Mapping[str, Any]) -> dict[str, Any]:
-    """Same as ``schema.row_from_event(table, event)``, with the column pairs looked up once."""
-    get = event.get
-    return {column: get(field) for column, field in _FIELDS[table.name]}
+    """Same as ``schema.row_from_event(table, event)``, with the column pairs looked up once (and the
+    lookups done by ``map`` and ``zip`` in C: this runs seven times per event)."""
+    columns, fields = _COLUMNS_FIELDS[table.name]
+    return dict(zip(columns, map(event.get, fields), strict=True))
 
 
 def split_event(event: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

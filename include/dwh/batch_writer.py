@@ -11,10 +11,10 @@
   8 bytes per number, boolean or timestamp (``loaded_at`` included). That is what travels to the
   server, so the bound protects MySQL's ``max_allowed_packet`` and the server's memory; a row larger
   than ``max_bytes`` on its own is rejected as invalid. A batch is one multi-row ``INSERT``
-  (on PostgreSQL with psycopg 3: one COPY into a staging table and one ``INSERT ... SELECT``).
-* **Ids come back in input order.** PostgreSQL: ``INSERT ... SELECT ... ORDER BY <position>
-  RETURNING id`` draws the serial ids in input order (psycopg 3 fills the SELECT's table by COPY;
-  other drivers go through SQLAlchemy's ordered RETURNING, built on the same fact). SQLite: ``RETURNING`` sorted, because one statement's
+  (on PostgreSQL with psycopg 3: one ``nextval`` query reserving the ids and one COPY).
+* **Ids come back in input order.** PostgreSQL with psycopg 3: the chunk's ids are drawn from the
+  table's sequence first and given to the rows in ascending order; other drivers go through
+  SQLAlchemy's ordered RETURNING (``INSERT ... SELECT ... ORDER BY <position> RETURNING id``). SQLite: ``RETURNING`` sorted, because one statement's
   rowids are assigned ascending in VALUES order while it holds the write lock. MySQL/MariaDB:
   ``LAST_INSERT_ID()``, because a multi-row ``INSERT ... VALUES`` is a "simple insert" for which
   InnoDB reserves all its auto-increment values at once (consecutive in every
@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -161,40 +162,40 @@ def _inserter(
 def _psycopg_inserter(
     conn: sa.Connection, table: sa.Table, columns: Sequence[str]
 ) -> Callable[[list[Params]], list[int]]:
-    """psycopg 3: ``COPY`` the chunk into a temporary table with each row's position, then
-    ``INSERT ... SELECT ... ORDER BY position RETURNING id``. PostgreSQL draws the serial ids in that
-    order, so the sorted ids are in input order (SQLAlchemy's ordered RETURNING rests on the same
-    fact). COPY is the fastest way in; multi-row INSERTs are slow here because psycopg parses every
-    one of their thousands of placeholders in Python, statement after statement."""
+    """psycopg 3: draw the chunk's ids from the table's sequence in one query, then ``COPY`` the rows,
+    ids included, straight into the table. The sorted ids go to the rows in input order, so ids rise
+    with the input as a server-side default would make them; each id comes from ``nextval``, so none
+    can collide with another writer's. COPY is the fastest way in: one statement and one stream per
+    chunk, no staging table, and no INSERT whose placeholders psycopg parses in Python."""
     preparer = conn.dialect.identifier_preparer
     target = preparer.format_table(table)
+    id_column = preparer.quote(table.c.id.name)
     column_list = ", ".join(map(preparer.quote, columns))
-    staging = preparer.quote(f"dwh_load_{table.name}")
     dbapi_connection = conn.connection.dbapi_connection
-    # Gone at the end of the transaction, whatever its end; a second write in the same transaction (the
-    # export loads write every table a batch at a time) finds it there, empty.
     with dbapi_connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DROP AS "
-            f"SELECT {column_list}, 0 AS row_position FROM {target} WITH NO DATA"
-        )
-    copy_sql = f"COPY {staging} ({column_list}, row_position) FROM STDIN"
-    insert_sql = (
-        f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {staging} "
-        f"ORDER BY row_position RETURNING {preparer.quote(table.c.id.name)}"
-    )
+        cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", (target, table.c.id.name))
+        (sequence,) = cursor.fetchone()
+    if sequence is None:
+        raise ValueError(f"{table.name}.{table.c.id.name} has no sequence; create the table with create_all")
+    reserve_sql = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
+    copy_sql = f"COPY {target} ({id_column}, {column_list}) FROM STDIN"
 
     def insert_psycopg(chunk: list[Params]) -> list[int]:
         with dbapi_connection.cursor() as cursor:
-            with cursor.copy(copy_sql) as copy:
-                for position, row in enumerate(chunk):
-                    copy.write_row((*row.values(), position))
-            cursor.execute(insert_sql)
+            cursor.execute(reserve_sql, (sequence, len(chunk)))
             ids = sorted(id_ for (id_,) in cursor.fetchall())
-            cursor.execute(f"TRUNCATE {staging}")
+            with cursor.copy(copy_sql) as copy:
+                write_row = copy.write_row
+                for id_, row in zip(ids, chunk, strict=True):
+                    write_row((id_, *row.values()))
         return ids
 
     return insert_psycopg
+
+
+#: Timestamps as text the way the sqlite3 module's default adapter writes them (and SQLAlchemy reads them
+#: back), converted here so that a value repeated down a column (``loaded_at``) is converted once.
+_SQLITE_TIMESTAMP = operator.methodcaller("isoformat", " ")
 
 
 def _sqlite_inserter(
@@ -205,7 +206,12 @@ def _sqlite_inserter(
     as much here. The transaction holds SQLite's only write lock from the first row to the commit and
     a new rowid is the largest plus one, so the chunk's ids are the consecutive run ending at
     ``last_insert_rowid()``; the change count confirms no row was skipped."""
-    processors = [table.c[name].type.bind_processor(conn.dialect) for name in columns]
+    processors = [
+        _SQLITE_TIMESTAMP
+        if isinstance(table.c[name].type, sa.DateTime)
+        else table.c[name].type.bind_processor(conn.dialect)
+        for name in columns
+    ]
     preparer = conn.dialect.identifier_preparer
     insert_sql = (
         f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, columns))}) "
@@ -213,14 +219,21 @@ def _sqlite_inserter(
     )
     dbapi_connection = conn.connection.dbapi_connection
 
+    converted = [(i, process) for i, process in enumerate(processors) if process is not None]
+
     def insert_sqlite(chunk: list[Params]) -> list[int]:
-        params = [
-            tuple(
-                value if process is None or value is None else process(value)
-                for process, value in zip(processors, row.values(), strict=True)
-            )
-            for row in chunk
-        ]
+        params = []
+        last_in: list[Any] = [None] * len(columns)  # a value repeated down a column (loaded_at) converts once
+        last_out: list[Any] = [None] * len(columns)
+        for row in chunk:
+            values = list(row.values())
+            for i, process in converted:
+                value = values[i]
+                if value is not None:
+                    if value is not last_in[i]:
+                        last_in[i], last_out[i] = value, process(value)
+                    values[i] = last_out[i]
+            params.append(values)
         before = dbapi_connection.total_changes
         cursor = dbapi_connection.cursor()
         try:

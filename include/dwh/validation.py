@@ -18,6 +18,7 @@ import datetime as dt
 import functools
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +33,17 @@ Kind = Literal["string", "integer", "number", "boolean", "timestamp", "json"]
 FIXED_VALUE_BYTES = 8
 _INT_RANGES = {sa.BigInteger: (-(2**63), 2**63 - 1), sa.Integer: (-(2**31), 2**31 - 1)}
 _SHOWN_CHARS = 40  # how much of a bad value an error message repeats
+#: The Python types a decoded JSON value of each kind has (``bool`` is not ``int`` here: ``type`` is exact).
+_ACCEPTED_TYPES: dict[Kind, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "timestamp": (str,),
+    "json": (dict,),
+}
+_FIXED_KINDS = frozenset({"integer", "number", "boolean", "timestamp"})
+_MAX_SHAPES = 4096  # row shapes (types per column) remembered as valid; bounds the memory whatever the input
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,10 +256,28 @@ class RowValidator:
         self.columns: tuple[str, ...] = tuple(rules)
         self._required = tuple(name for name, rule in rules.items() if rule.required)
         self._checkers = {name: _CHECKERS[rule.kind](rule) for name, rule in rules.items()}
+        self._rules = tuple(rules.values())
+        self._allowed = frozenset(self.columns)
+        self._shapes: dict[tuple[type, ...], int] = {}
+        kinds = [rule.kind for rule in self._rules]
+        self._strings = tuple(
+            (i, rule.max_length or sys.maxsize) for i, rule in enumerate(self._rules) if rule.kind == "string"
+        )
+        self._integers = tuple(
+            (i, rule.min_value, rule.max_value)
+            for i, rule in enumerate(self._rules)
+            if rule.kind == "integer"
+        )
+        self._numbers = tuple(i for i, kind in enumerate(kinds) if kind == "number")
+        self._timestamps = tuple(i for i, kind in enumerate(kinds) if kind == "timestamp")
+        self._jsons = tuple(i for i, kind in enumerate(kinds) if kind == "json")
 
     def check(self, index: int, row: Any) -> tuple[dict[str, Any], int]:
         """Return the row's values for every writable column (``None`` when absent) and their size in
         bytes; raise :class:`ValidationError` listing every problem of the row."""
+        valid = self._check_valid(row)
+        if valid is not None:
+            return valid
         if type(row) is not dict:
             raise ValidationError(
                 [RowError(index, None, f"expected a JSON object, got {json_type_name(row)}")]
@@ -278,3 +308,66 @@ class RowValidator:
         if errors:
             raise ValidationError(errors)
         return values, size
+
+    def _shape_bytes(self, shape: tuple[type, ...]) -> int | None:
+        """Whether a row whose values have the types ``shape`` can be valid (required values present,
+        each of its column's JSON type), and if so the bytes of its fixed-width values; remembered."""
+        fixed = 0
+        for rule, value_type in zip(self._rules, shape, strict=True):
+            if value_type is type(None):
+                if rule.required:
+                    return None
+            elif value_type not in _ACCEPTED_TYPES[rule.kind]:
+                return None
+            elif rule.kind in _FIXED_KINDS:
+                fixed += FIXED_VALUE_BYTES
+        if len(self._shapes) < _MAX_SHAPES:
+            self._shapes[shape] = fixed
+        return fixed
+
+    def _check_valid(self, row: Any) -> tuple[dict[str, Any], int] | None:
+        """:meth:`check` for a valid row, in one pass without a call per value: the types of all the
+        row's values are checked at once against the row shapes seen before, and the text of all its
+        strings is checked for NUL and measured in one piece. ``None`` when anything is off; the field
+        by field checks then name every problem. Accepts exactly what they accept, with equal values."""
+        if type(row) is not dict or not self._allowed.issuperset(row):
+            return None
+        values = list(map(row.get, self.columns))
+        shape = tuple(map(type, values))
+        size = self._shapes.get(shape)
+        if size is None and (size := self._shape_bytes(shape)) is None:
+            return None
+        texts = []
+        for i, max_length in self._strings:
+            if (value := values[i]) is not None:
+                if len(value) > max_length:
+                    return None
+                texts.append(value)
+        for i, low, high in self._integers:
+            if (value := values[i]) is not None and not low <= value <= high:
+                return None
+        try:
+            for i in self._numbers:
+                if (value := values[i]) is not None:
+                    if not math.isfinite(number := float(value)):
+                        return None
+                    values[i] = number
+            for i in self._timestamps:
+                if (value := values[i]) is not None:
+                    timestamp = dt.datetime.fromisoformat(value)
+                    if timestamp.tzinfo is not None:
+                        timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
+                    values[i] = timestamp
+            for i in self._jsons:
+                if (value := values[i]) is not None:
+                    values[i] = text = json.dumps(
+                        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+                    )
+                    texts.append(text)
+            text = "".join(texts)
+            if "\x00" in text:
+                return None
+            size += len(text) if text.isascii() else len(text.encode("utf-8"))
+        except (ValueError, OverflowError, RecursionError):  # UnicodeEncodeError is a ValueError
+            return None
+        return dict(zip(self.columns, values, strict=True)), size

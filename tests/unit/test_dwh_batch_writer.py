@@ -109,6 +109,31 @@ def errors_of(table: sa.Table, row: Any) -> list[tuple[str | None, str]]:
     return [(error.field, error.message) for error in caught.value.errors]
 
 
+def test_a_row_shaped_like_a_valid_one_is_still_checked_value_by_value():
+    """The validator remembers the types of valid rows; a bad value in a row of the same types must
+    still be refused with the field-by-field message, and the next valid row accepted again."""
+    validator = RowValidator(user_locations)
+    good = {"uuid": "u-1", "amplitude_id": 5, "event_time": "2024-02-01 10:00:00", "location_lat": 1.5}
+    assert validator.check(0, good) == check(user_locations, good)
+    bad_values = {
+        "uuid": "x" * 37,
+        "amplitude_id": 2**63,
+        "event_time": "2024-02-31 10:00:00",
+        "location_lat": float("nan"),
+    }
+    for field, value in bad_values.items():
+        with pytest.raises(ValidationError) as caught:
+            validator.check(3, {**good, field: value})
+        assert [(error.row, error.field) for error in caught.value.errors] == [(3, field)]
+    for text in ("a\x00b", "\ud800"):
+        with pytest.raises(ValidationError, match="NUL|surrogate"):
+            validator.check(4, {**good, "uuid": text})
+    with pytest.raises(ValidationError, match="outside the years"):
+        validator.check(5, {**good, "event_time": "0001-01-01T00:00:00+05:00"})
+    values, size = validator.check(6, {**good, "uuid": "ü"})
+    assert values["uuid"] == "ü" and size == 2 + 8 + 8 + 8
+
+
 def test_a_valid_row_is_converted_for_the_database_and_sized():
     values, size = check(
         technical_data,
