@@ -18,14 +18,21 @@ left filling them to whoever read the guide. Here:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
+import queue
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from include.chatbot.duckdb_store import connect, migrate
+
+log = logging.getLogger(__name__)
 
 WATERMARK = "messages"
 #: How many of a session's latest messages its summary quotes, and how much of each.
@@ -116,28 +123,86 @@ def _read_csv(path: Path, columns: dict[str, str]) -> str:
     )
 
 
-def stream_csv(cursor, statement: str, params: dict, chunk_rows: int, chunk_file: Path, load) -> int:
+class _Clock:
+    """Seconds per phase, logged so that a slow copy says where its time went."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+class _StoppedError(Exception):
+    """The loading side failed: the reading side stops at its next chunk."""
+
+
+def stream_csv(cursor, statement: str, params: dict, chunk_rows: int, directory: Path, load) -> int:
     """Run PostgreSQL's ``COPY ... TO STDOUT (FORMAT csv)`` and hand every ``chunk_rows`` rows to
-    ``load(path)`` as one file: memory holds one message at a time, DuckDB reads each chunk in bulk."""
-    rows = pending = 0
-    out = chunk_file.open("wb")
+    ``load(path)`` as one file; return the rows.
+
+    A thread reads chunk n+1 from PostgreSQL while DuckDB loads chunk n (both release the GIL while
+    they wait or work), so the copy costs about the slower of the two instead of their sum. At most
+    three chunk files exist at once (one loading, one queued, one being written); each is deleted as
+    soon as it is loaded."""
+    chunks: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _StoppedError
+
+    def read() -> None:
+        try:
+            pending, index, out = 0, 0, None
+            with cursor.copy(statement, params) as copy:
+                for row in copy:  # one data message per row
+                    if out is None:
+                        path = directory / f"chunk-{index}.csv"
+                        out = path.open("wb")
+                    out.write(row)
+                    pending += 1
+                    if pending == chunk_rows:
+                        out.close()
+                        put((path, pending))
+                        pending, index, out = 0, index + 1, None
+            if out is not None:
+                out.close()
+                put((path, pending))
+            put(None)
+        except _StoppedError:
+            pass
+        except BaseException as exc:  # handed to the loading side, which raises it
+            with contextlib.suppress(_StoppedError):
+                put(exc)
+
+    reader = threading.Thread(target=read, name="chatbot-copy-reader", daemon=True)
+    reader.start()
+    rows = 0
     try:
-        with cursor.copy(statement, params) as copy:
-            for row in copy:  # one data message per row
-                out.write(row)
-                pending += 1
-                if pending == chunk_rows:
-                    out.close()
-                    load(chunk_file)
-                    rows, pending = rows + pending, 0
-                    out = chunk_file.open("wb")
-        out.close()
-        if pending:
-            load(chunk_file)
-        return rows + pending
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            path, count = item
+            try:
+                load(path)
+            finally:
+                path.unlink(missing_ok=True)
+            rows += count
+        return rows
     finally:
-        out.close()
-        chunk_file.unlink(missing_ok=True)
+        stop.set()
+        reader.join()
+        for leftover in directory.glob("chunk-*.csv"):
+            leftover.unlink(missing_ok=True)
 
 
 def _postgres(engine: sa.Engine):
@@ -241,7 +306,7 @@ def copy_window(
         cursor = pg.cursor()
         cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cursor.execute("SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1")
-        chunk = Path(tmp) / "chunk.csv"
+        clock = _Clock()
         duck.begin()
         try:
             sessions = stream_csv(
@@ -249,7 +314,7 @@ def copy_window(
                 _SESSIONS.format(window=where),
                 params,
                 chunk_rows,
-                chunk,
+                Path(tmp),
                 lambda p: duck.execute(
                     f"INSERT INTO window_sessions SELECT * FROM {_read_csv(p, SESSION_COLUMNS)}"
                 ),
@@ -259,22 +324,28 @@ def copy_window(
                 _MESSAGES.format(window=where),
                 params,
                 chunk_rows,
-                chunk,
+                Path(tmp),
                 lambda p: _load_messages(duck, p, days),
             )
+            clock.lap("read and load")
             duck.execute(_RESPONSE_TIMES)
+            clock.lap("response times")
             duck.execute(
                 "DELETE FROM conversation_context WHERE session_id IN (SELECT session_id FROM window_sessions)"
             )
             duck.execute(_CONTEXTS)
+            clock.lap("contexts")
             duck.execute(
                 "INSERT OR REPLACE INTO etl_watermark VALUES (?, ?, ?, ?)",
                 [WATERMARK, _ts(end[0]), end[1], dt.datetime.now(dt.UTC).replace(tzinfo=None)],
             )
             duck.commit()
+            clock.lap("commit")
         except BaseException:
             duck.rollback()
             raise
+    clock.lap("close")
+    log.info("copy_window: %s messages, %s sessions; seconds %s", messages, sessions, clock.laps)
     return {"messages": messages, "sessions": sessions, "days": sorted(days), "watermark": end}
 
 
