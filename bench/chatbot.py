@@ -13,7 +13,8 @@ fresh spawned process so that its peak RSS (``VmHWM``) is its own, each into a n
   ``message_history``, on a sample of ``--sample`` rows (rows/s extrapolated to the full size).
 
 ours and limit alternate, ``--repeat`` times each (medians). Then ours on a window of a quarter of the
-table, to show whether its peak RSS depends on the table's size. Last, embeddings per second of the
+table, to show whether its peak RSS depends on the table's size, and both once more with DuckDB's
+``memory_limit`` capped at 256 MB. Last, embeddings per second of the
 embedder the DAG loads (WordLlama's bundled model if installed, else the hashing fallback) and of the
 fallback, on ``--embed`` message texts. Targets: ours >= 0.7x the limit, peak RSS independent of size.
 
@@ -34,6 +35,8 @@ import sqlalchemy as sa
 
 from bench.common import FreshWorker, peak_rss_mb, postgres_database, verdict
 
+#: The DuckDB memory cap of the extra runs: bounds the buffer pool (the copy's default leaves it to DuckDB).
+CAPPED = "256MB"
 _FILL = [
     "INSERT INTO users (id, phone_number, name, consent_given) "
     "SELECT g, '+5511' || lpad(g::text, 9, '0'), 'Cliente ' || g, true FROM generate_series(1, :users) g",
@@ -94,11 +97,16 @@ def _window(url: str, rows: int | None) -> dict:
     return {"start": None, "end": [_iso(end[0]), end[1]]}
 
 
-def _ours(url: str, duckdb_file: str, window: dict) -> tuple[float, float, int, dict]:
-    """copy_window, with the seconds per phase it logs."""
+def _ours(
+    url: str, duckdb_file: str, window: dict, memory_limit: str | None = None
+) -> tuple[float, float, int, dict]:
+    """copy_window, with the seconds per phase it logs (and DuckDB's memory capped if asked)."""
     import logging
 
+    from include.chatbot import analytics
     from include.chatbot.analytics import copy_window, log
+
+    analytics.COPY_MEMORY_LIMIT = memory_limit
 
     phases: dict = {}
     handler = logging.Handler()
@@ -214,6 +222,8 @@ def main() -> None:
             assert rows == n, rows
             limit.append((seconds, rss))
         (q_seconds, q_rss, q_rows, _), _ = _fresh(url, _ours, next(files), quarter)
+        (c_seconds, c_rss, _, _), _ = _fresh(url, _ours, next(files), whole, CAPPED)
+        (cq_seconds, cq_rss, _, _), _ = _fresh(url, _ours, next(files), quarter, CAPPED)
         (b_seconds, b_rss, b_rows), _ = _fresh(url, _baseline, next(files), min(args.sample, n))
         embeds = _fresh(url, _embed, args.embed)[0]
     ours_s = statistics.median(s for s, _ in ours)
@@ -226,6 +236,8 @@ def main() -> None:
         ("limit: COPY CSV -> DuckDB read_csv, no logic", n, limit_s, limit_rss),
         (f"baseline: row by row (sample of {b_rows:,}, 1 run)", b_rows, b_seconds, b_rss),
         ("ours on a quarter of the table (1 run)", q_rows, q_seconds, q_rss),
+        (f"ours, DuckDB memory_limit {CAPPED} (1 run)", n, c_seconds, c_rss),
+        (f"ours, {CAPPED}, a quarter of the table (1 run)", q_rows, cq_seconds, cq_rss),
     ]
     for label, rows, seconds, rss in table:
         print(f"{label:<44} {rows:>10,} {seconds:>9.2f} {rows / seconds:>10,.0f} {rss:>12.0f}")
@@ -236,12 +248,16 @@ def main() -> None:
     ratio = limit_s / ours_s
     verdict("ours / limit (rows/s)", ratio, 0.7)
     verdict("peak RSS at N / at N/4", ours_rss / q_rss, 1.25, higher_is_better=False)
+    verdict(f"peak RSS at N / at N/4, memory_limit {CAPPED}", c_rss / cq_rss, 1.25, higher_is_better=False)
     figures = {
         "messages": n,
         "ours_rows_per_s": n / ours_s,
         "ours_seconds": ours_s,
         "ours_rss_mb": ours_rss,
         "ours_quarter_rss_mb": q_rss,
+        "capped_rows_per_s": n / c_seconds,
+        "capped_rss_mb": c_rss,
+        "capped_quarter_rss_mb": cq_rss,
         "limit_rows_per_s": n / limit_s,
         "limit_seconds": limit_s,
         "limit_rss_mb": limit_rss,

@@ -41,8 +41,10 @@ SUMMARY_CHARS = 80
 
 #: Rows per chunk streamed from PostgreSQL and bulk-loaded into DuckDB: what bounds the copy's memory.
 CHUNK_ROWS = 100_000
-#: DuckDB's memory cap while copying, so its buffer pool does not grow with the table.
-COPY_MEMORY_LIMIT = "512MB"
+#: DuckDB's memory cap while copying (None: DuckDB's default, 80% of RAM). Its buffer pool and the
+#: three indexes of ``message_history`` grow with the table; a cap bounds the pool, but one below what
+#: the indexes need fails the copy (Out of Memory), so it is opt-in.
+COPY_MEMORY_LIMIT: str | None = None
 
 _WINDOW = "(m.updated_at AT TIME ZONE 'UTC', m.id) <= (%(end_ts)s, %(end_id)s) {after}"
 _AFTER = "AND (m.updated_at AT TIME ZONE 'UTC', m.id) > (%(start_ts)s, %(start_id)s)"
@@ -213,8 +215,11 @@ def _postgres(engine: sa.Engine):
     return psycopg.connect(url.render_as_string(hide_password=False))
 
 
-#: Python's ``str.split()`` whitespace as an RE2 class, so summaries collapse exactly what Python would.
-_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x3001)) if c.isspace()) + "]+"
+#: Python's ``str.split()`` whitespace as RE2 classes, so summaries collapse exactly what Python would;
+#: only texts with a run, an edge or a non-space whitespace (``_ODD_SPACE``) pay for the rewrite.
+_WHITESPACE = [c for c in map(chr, range(0x3001)) if c.isspace()]
+_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE) + "]+"
+_ODD_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE if c != " ") + "]"
 _RESPONSE_TIMES = """
 UPDATE message_history AS h SET response_time_ms = r.ms
 FROM (
@@ -232,7 +237,8 @@ WITH history AS (
     FROM message_history h WHERE h.session_id IN (SELECT session_id FROM window_sessions)
 ), texts AS (
     SELECT session_id, created_at, source_id, role,
-           trim(regexp_replace(coalesce(content, ''), '{_SPACE}', ' ', 'g')) AS text
+           CASE WHEN regexp_matches(content, '{_ODD_SPACE}|  |^ | $')
+                THEN trim(regexp_replace(content, '{_SPACE}', ' ', 'g')) ELSE coalesce(content, '') END AS text
     FROM history WHERE back <= {SUMMARY_TURNS}
 ), summaries AS (
     SELECT session_id, string_agg(
@@ -272,7 +278,8 @@ def _load_messages(duck, chunk: Path, days: set[str]) -> None:
 
 
 def _prepare(duck) -> None:
-    duck.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+    if COPY_MEMORY_LIMIT:
+        duck.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
     columns = ", ".join(f"{name} {kind}" for name, kind in MESSAGE_COLUMNS.items())
     duck.execute(f"CREATE OR REPLACE TEMP TABLE window_chunk ({columns})")
     columns = ", ".join(f"{name} {kind}" for name, kind in SESSION_COLUMNS.items())
