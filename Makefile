@@ -31,9 +31,10 @@ aico-sandbox: setup  ## serve the AICO simulator on :18768 (the default aico_api
 dwh-sandbox: setup  ## serve the S3, AppMetrica and Amplitude stand-ins of the default dwh_* connections
 	@$(ENV) python -m sandbox.dwh_sandbox
 
-bench: setup  ## benchmarks against the local MariaDB (not part of the tests)
+bench: setup  ## benchmarks against the local MariaDB and PostgreSQL (not part of the tests)
 	@$(ENV) python -m bench.dialog_etl && python -m bench.product_etl && python -m bench.callio \
-	    && python -m bench.dwh_helper && python -m bench.amplitude_export --events 200000
+	    && python -m bench.dwh_helper && python -m bench.amplitude_export --events 200000 \
+	    && python -m bench.chatbot
 
 settings: setup  ## apply airflow_settings.yaml to the Airflow installation in $$AIRFLOW_HOME
 	@$(ENV) python -m include.common.settings apply airflow_settings.yaml

@@ -7,11 +7,13 @@ Every hour, copies the WhatsApp chatbot's new and changed messages from PostgreS
 1. **plan_window**: the window runs from the durable keyset watermark `(updated_at, id)` kept in
    DuckDB's `etl_watermark` to the newest message; both ends go to the next task by XCom, so a retry
    copies exactly the same rows.
-2. **copy_messages**: the window's messages (with the user's `phone_number`) replace their earlier
-   copies in `message_history` by `message_id`; `response_time_ms` (a user message to the next assistant
+2. **copy_messages**: the window's messages (with the user's `phone_number`) stream out of PostgreSQL
+   by `COPY` in chunks of 100,000 rows (memory holds one chunk) and replace their earlier copies in
+   `message_history` by `message_id`; `response_time_ms` (a user message to the next assistant
    reply of its session) is recomputed for the sessions touched, their `conversation_context` (summary
    of the latest turns, merged entities, profile, state) is refreshed, and the watermark advances, all
-   in one DuckDB transaction. A re-run writes nothing twice.
+   in one DuckDB transaction. A re-run writes nothing twice. The task log gives the seconds per phase
+   (read and load, response times, contexts, commit) when a copy is slow.
 3. **metrics**: `metrics_daily` (PostgreSQL) is upserted for each day the window touched; the README
    defines every column.
 4. **embed_messages**: copied messages without an embedding of their current content get one in

@@ -6,9 +6,11 @@ left filling them to whoever read the guide. Here:
 * :func:`plan_window` reads the durable keyset watermark ``(updated_at, id)`` from DuckDB's
   ``etl_watermark`` and the newest ``(updated_at, id)`` of ``messages``; the window between them is
   passed on by XCom, so a retried copy works on exactly the same rows.
-* :func:`copy_window` replaces the window's messages in ``message_history`` by ``message_id`` (delete
-  then insert), recomputes ``response_time_ms`` for the sessions touched, refreshes their
-  ``conversation_context`` and advances the watermark, all in one DuckDB transaction: a re-run or an
+* :func:`copy_window` streams the window out of PostgreSQL with ``COPY ... TO STDOUT (FORMAT csv)``
+  in chunks of :data:`CHUNK_ROWS` rows (memory holds one chunk, whatever the window's size), bulk-loads
+  each chunk into DuckDB and replaces its messages in ``message_history`` by ``message_id`` (delete then
+  insert); then, set-based in DuckDB SQL, it recomputes ``response_time_ms`` and ``conversation_context``
+  for the sessions touched and advances the watermark, all in one DuckDB transaction: a re-run or an
   overlapping window writes nothing twice, and a failure leaves the file as it was.
 * :func:`upsert_metrics` recomputes ``metrics_daily`` for the days the window touched (definitions in
   the README, section chatbot_analytics).
@@ -16,43 +18,69 @@ left filling them to whoever read the guide. Here:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
+import queue
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from include.chatbot.duckdb_store import connect, migrate
 
+log = logging.getLogger(__name__)
+
 WATERMARK = "messages"
 #: How many of a session's latest messages its summary quotes, and how much of each.
 SUMMARY_TURNS = 6
 SUMMARY_CHARS = 80
 
-_MESSAGES = """
-SELECT m.message_id, m.id AS source_id, s.session_id, u.phone_number, m.role, m.content, m.message_type,
-       m.intent, m.sentiment, m.confidence, m.entities,
-       m.created_at AT TIME ZONE 'UTC' AS created_at, m.updated_at AT TIME ZONE 'UTC' AS updated_at
-FROM messages m JOIN sessions s ON s.id = m.session_id JOIN users u ON u.id = s.user_id
-WHERE (m.updated_at AT TIME ZONE 'UTC', m.id) <= (:end_ts, :end_id) {after}
-ORDER BY m.updated_at, m.id
-"""
-_AFTER = "AND (m.updated_at AT TIME ZONE 'UTC', m.id) > (:start_ts, :start_id)"
-_COLUMNS = [
-    "message_id",
-    "source_id",
-    "session_id",
-    "phone_number",
-    "role",
-    "content",
-    "message_type",
-    "intent",
-    "sentiment",
-    "confidence",
-    "entities",
-    "created_at",
-    "updated_at",
-]
+#: Rows per chunk streamed from PostgreSQL and bulk-loaded into DuckDB: what bounds the copy's memory.
+CHUNK_ROWS = 100_000
+#: DuckDB's memory cap while copying (None: DuckDB's default, 80% of RAM). Its buffer pool and the
+#: three indexes of ``message_history`` grow with the table; a cap bounds the pool, but one below what
+#: the indexes need fails the copy (Out of Memory), so it is opt-in.
+COPY_MEMORY_LIMIT: str | None = None
+
+_WINDOW = "(m.updated_at AT TIME ZONE 'UTC', m.id) <= (%(end_ts)s, %(end_id)s) {after}"
+_AFTER = "AND (m.updated_at AT TIME ZONE 'UTC', m.id) > (%(start_ts)s, %(start_id)s)"
+_MESSAGES = """COPY (
+SELECT m.message_id, m.id, s.session_id, u.phone_number, m.role, m.content, m.message_type, m.intent,
+       m.sentiment, m.confidence, m.entities, m.created_at AT TIME ZONE 'UTC', m.updated_at AT TIME ZONE 'UTC'
+FROM messages m JOIN sessions s ON s.id = m.session_id JOIN users u ON u.id = s.user_id WHERE {window}
+) TO STDOUT (FORMAT csv)"""
+_SESSIONS = """COPY (
+SELECT s.session_id, u.phone_number, s.turn_id, s.state, s.user_profile
+FROM sessions s JOIN users u ON u.id = s.user_id
+WHERE s.id IN (SELECT m.session_id FROM messages m WHERE {window})
+) TO STDOUT (FORMAT csv)"""
+#: Column name and DuckDB type of each CSV field, in COPY order.
+MESSAGE_COLUMNS = {
+    "message_id": "VARCHAR",
+    "source_id": "BIGINT",
+    "session_id": "VARCHAR",
+    "phone_number": "VARCHAR",
+    "role": "VARCHAR",
+    "content": "VARCHAR",
+    "message_type": "VARCHAR",
+    "intent": "VARCHAR",
+    "sentiment": "VARCHAR",
+    "confidence": "DOUBLE",
+    "entities": "VARCHAR",
+    "created_at": "TIMESTAMP",
+    "updated_at": "TIMESTAMP",
+}
+SESSION_COLUMNS = {
+    "session_id": "VARCHAR",
+    "phone_number": "VARCHAR",
+    "turn_id": "INTEGER",
+    "state": "VARCHAR",
+    "user_profile": "VARCHAR",
+}
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -83,125 +111,249 @@ def plan_window(engine: sa.Engine, duckdb_file: str | Path) -> dict:
     return {"start": start, "end": end}
 
 
-def _read_window(engine: sa.Engine, window: dict) -> tuple[list[tuple], dict[str, dict]]:
-    """The window's messages (with the session's phone number) and the touched sessions' rows."""
+def canonical_json(text: str | None) -> str:
+    """JSON as Python writes it with sorted keys (``{}`` for none): the form contexts have always had."""
+    return json.dumps((json.loads(text) if text else None) or {}, sort_keys=True)
+
+
+def _read_csv(path: Path, columns: dict[str, str]) -> str:
+    """DuckDB's reader for one chunk of PostgreSQL's CSV (empty unquoted field = NULL, ``""`` = '')."""
+    spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+    return (
+        f"read_csv('{path}', columns = {{{spec}}}, header = false, auto_detect = false, delim = ',', "
+        "quote = '\"', escape = '\"', allow_quoted_nulls = false, max_line_size = 67108864)"
+    )
+
+
+class _Clock:
+    """Seconds per phase, logged so that a slow copy says where its time went."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+class _StoppedError(Exception):
+    """The loading side failed: the reading side stops at its next chunk."""
+
+
+def stream_csv(cursor, statement: str, params: dict, chunk_rows: int, directory: Path, load) -> int:
+    """Run PostgreSQL's ``COPY ... TO STDOUT (FORMAT csv)`` and hand every ``chunk_rows`` rows to
+    ``load(path)`` as one file; return the rows.
+
+    A thread reads chunk n+1 from PostgreSQL while DuckDB loads chunk n (both release the GIL while
+    they wait or work), so the copy costs about the slower of the two instead of their sum. At most
+    three chunk files exist at once (one loading, one queued, one being written); each is deleted as
+    soon as it is loaded."""
+    chunks: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _StoppedError
+
+    def read() -> None:
+        try:
+            pending, index, out = 0, 0, None
+            with cursor.copy(statement, params) as copy:
+                for row in copy:  # one data message per row
+                    if out is None:
+                        path = directory / f"chunk-{index}.csv"
+                        out = path.open("wb")
+                    out.write(row)
+                    pending += 1
+                    if pending == chunk_rows:
+                        out.close()
+                        put((path, pending))
+                        pending, index, out = 0, index + 1, None
+            if out is not None:
+                out.close()
+                put((path, pending))
+            put(None)
+        except _StoppedError:
+            pass
+        except BaseException as exc:  # handed to the loading side, which raises it
+            with contextlib.suppress(_StoppedError):
+                put(exc)
+
+    reader = threading.Thread(target=read, name="chatbot-copy-reader", daemon=True)
+    reader.start()
+    rows = 0
+    try:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            path, count = item
+            try:
+                load(path)
+            finally:
+                path.unlink(missing_ok=True)
+            rows += count
+        return rows
+    finally:
+        stop.set()
+        reader.join()
+        for leftover in directory.glob("chunk-*.csv"):
+            leftover.unlink(missing_ok=True)
+
+
+def _postgres(engine: sa.Engine):
+    """A psycopg connection of its own for COPY, whatever driver the engine uses."""
+    import psycopg
+
+    url = engine.url.set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(hide_password=False))
+
+
+#: Python's ``str.split()`` whitespace as RE2 classes, so summaries collapse exactly what Python would;
+#: only texts with a run, an edge or a non-space whitespace (``_ODD_SPACE``) pay for the rewrite.
+_WHITESPACE = [c for c in map(chr, range(0x3001)) if c.isspace()]
+_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE) + "]+"
+_ODD_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE if c != " ") + "]"
+_RESPONSE_TIMES = """
+UPDATE message_history AS h SET response_time_ms = r.ms
+FROM (
+    SELECT message_id, role, CAST(date_diff('millisecond', created_at, min(created_at) FILTER (WHERE role = 'assistant')
+        OVER (PARTITION BY session_id ORDER BY created_at
+              RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING EXCLUDE GROUP)) AS BIGINT) AS ms
+    FROM message_history WHERE session_id IN (SELECT session_id FROM window_sessions)
+) AS r
+WHERE h.message_id = r.message_id AND r.role = 'user'
+"""
+_CONTEXTS = f"""
+INSERT INTO conversation_context
+WITH history AS (
+    SELECT h.*, row_number() OVER (PARTITION BY h.session_id ORDER BY h.created_at DESC, h.source_id DESC) AS back
+    FROM message_history h WHERE h.session_id IN (SELECT session_id FROM window_sessions)
+), texts AS (
+    SELECT session_id, created_at, source_id, role,
+           CASE WHEN regexp_matches(content, '{_ODD_SPACE}|  |^ | $')
+                THEN trim(regexp_replace(content, '{_SPACE}', ' ', 'g')) ELSE coalesce(content, '') END AS text
+    FROM history WHERE back <= {SUMMARY_TURNS}
+), summaries AS (
+    SELECT session_id, string_agg(
+        role || ': ' || substring(text, 1, {SUMMARY_CHARS}) || CASE WHEN length(text) > {SUMMARY_CHARS} THEN '…' ELSE '' END,
+        chr(10) ORDER BY created_at, source_id) AS summary
+    FROM texts GROUP BY session_id
+), counts AS (
+    SELECT session_id, count(*) AS n, max(created_at) AS last_created, max(updated_at) AS last_updated
+    FROM history GROUP BY session_id
+), entity_values AS (  -- later messages win: the newest value of each entity
+    SELECT h.session_id, e.key, arg_max(e.value, (h.created_at, h.source_id)) AS value
+    FROM history h, json_each(h.entities) e
+    WHERE h.entities IS NOT NULL AND h.entities NOT IN ('{{}}', 'null') AND json_type(h.entities) = 'OBJECT'
+    GROUP BY h.session_id, e.key
+), entities AS (
+    SELECT session_id, json_group_object(key, value) AS merged FROM entity_values GROUP BY session_id
+)
+SELECT w.session_id, w.phone_number, w.turn_id, coalesce(s.summary, ''), canonical_json(e.merged),
+       canonical_json(w.user_profile), w.state, coalesce(c.n, 0), c.last_created, c.last_updated
+FROM window_sessions w LEFT JOIN summaries s USING (session_id) LEFT JOIN counts c USING (session_id)
+     LEFT JOIN entities e USING (session_id)
+"""
+
+
+def _load_messages(duck, chunk: Path, days: set[str]) -> None:
+    """One chunk: replace its messages by ``message_id`` and note the days it touches."""
+    names = ", ".join(MESSAGE_COLUMNS)
+    duck.execute(
+        f"DELETE FROM window_chunk; INSERT INTO window_chunk SELECT * FROM {_read_csv(chunk, MESSAGE_COLUMNS)}"
+    )
+    duck.execute("DELETE FROM message_history WHERE message_id IN (SELECT message_id FROM window_chunk)")
+    duck.execute(f"INSERT INTO message_history ({names}) SELECT {names} FROM window_chunk")
+    days.update(
+        d.isoformat()
+        for (d,) in duck.execute("SELECT DISTINCT CAST(created_at AS DATE) FROM window_chunk").fetchall()
+    )
+
+
+def _prepare(duck) -> None:
+    if COPY_MEMORY_LIMIT:
+        duck.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+    columns = ", ".join(f"{name} {kind}" for name, kind in MESSAGE_COLUMNS.items())
+    duck.execute(f"CREATE OR REPLACE TEMP TABLE window_chunk ({columns})")
+    columns = ", ".join(f"{name} {kind}" for name, kind in SESSION_COLUMNS.items())
+    duck.execute(f"CREATE OR REPLACE TEMP TABLE window_sessions ({columns})")
+    duck.create_function("canonical_json", canonical_json, ["VARCHAR"], "VARCHAR", side_effects=False)
+
+
+def copy_window(
+    engine: sa.Engine, duckdb_file: str | Path, window: dict, chunk_rows: int = CHUNK_ROWS
+) -> dict:
+    """Replace the window's messages, refresh the touched sessions, advance the watermark: atomically.
+
+    PostgreSQL streams the window as CSV in chunks of ``chunk_rows`` rows (one REPEATABLE READ
+    snapshot for messages and sessions); DuckDB bulk-loads each chunk, then recomputes response times
+    and contexts of the touched sessions set-based, all in one transaction."""
+    if not window.get("end"):
+        return {"messages": 0, "sessions": 0, "days": [], "watermark": window.get("start")}
     start, end = window["start"], window["end"]
     params = {"end_ts": _ts(end[0]), "end_id": end[1]}
     if start:
         params |= {"start_ts": _ts(start[0]), "start_id": start[1]}
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(_MESSAGES.format(after=_AFTER if start else "")), params).all()
-        session_ids = sorted({r.session_id for r in rows})
-        sessions = {}
-        if session_ids:
-            for s in conn.execute(
-                sa.text(
-                    "SELECT s.session_id, u.phone_number, s.turn_id, s.state, s.user_profile "
-                    "FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.session_id IN :ids"
-                ).bindparams(sa.bindparam("ids", expanding=True)),
-                {"ids": session_ids},
-            ):
-                sessions[s.session_id] = s._asdict()
-    messages = [
-        tuple(
-            json.dumps(v, sort_keys=True) if c == "entities" else v for c, v in zip(_COLUMNS, r, strict=True)
-        )
-        for r in rows
-    ]
-    return messages, sessions
-
-
-def _summary(turns: list[tuple[str, str]]) -> str:
-    """The latest turns as ``role: text`` lines, oldest first, each cut to ``SUMMARY_CHARS``."""
-    lines = []
-    for role, content in turns:
-        text = " ".join((content or "").split())
-        lines.append(f"{role}: {text[:SUMMARY_CHARS]}{'…' if len(text) > SUMMARY_CHARS else ''}")
-    return "\n".join(lines)
-
-
-def _contexts(duck, sessions: dict[str, dict]) -> list[tuple]:
-    out = []
-    for session_id in sorted(sessions):
-        s = sessions[session_id]
-        history = duck.execute(
-            "SELECT role, content, entities, created_at, updated_at FROM message_history "
-            "WHERE session_id = ? ORDER BY created_at, source_id",
-            [session_id],
-        ).fetchall()
-        entities: dict = {}
-        for _, _, ents, _, _ in history:  # later messages win: the newest value of each entity
-            entities.update(json.loads(ents) if ents else {})
-        out.append(
-            (
-                session_id,
-                s["phone_number"],
-                s["turn_id"],
-                _summary([(h[0], h[1]) for h in history[-SUMMARY_TURNS:]]),
-                json.dumps(entities, sort_keys=True),
-                json.dumps(s["user_profile"] or {}, sort_keys=True),
-                s["state"],
-                len(history),
-                max((h[3] for h in history), default=None),
-                max((h[4] for h in history), default=None),
-            )
-        )
-    return out
-
-
-_RESPONSE_TIMES = """
-UPDATE message_history AS h SET response_time_ms = (
-    SELECT CAST(date_diff('millisecond', h.created_at, min(a.created_at)) AS BIGINT)
-    FROM message_history a
-    WHERE a.session_id = h.session_id AND a.role = 'assistant' AND a.created_at > h.created_at
-)
-WHERE h.session_id IN (SELECT unnest(?::VARCHAR[])) AND h.role = 'user'
-"""
-
-
-def copy_window(engine: sa.Engine, duckdb_file: str | Path, window: dict) -> dict:
-    """Replace the window's messages, refresh the touched sessions, advance the watermark: atomically."""
-    if not window.get("end"):
-        return {"messages": 0, "sessions": 0, "days": [], "watermark": window.get("start")}
-    messages, sessions = _read_window(engine, window)
-    with connect(duckdb_file) as duck:
+    where = _WINDOW.format(after=_AFTER if start else "")
+    days: set[str] = set()
+    with (
+        tempfile.TemporaryDirectory(prefix="chatbot-copy-") as tmp,
+        _postgres(engine) as pg,
+        connect(duckdb_file) as duck,
+    ):
         migrate(duck)
+        _prepare(duck)
+        cursor = pg.cursor()
+        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cursor.execute("SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1")
+        clock = _Clock()
         duck.begin()
         try:
-            ids = [m[0] for m in messages]
-            duck.execute(
-                "DELETE FROM message_history WHERE message_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
+            sessions = stream_csv(
+                cursor,
+                _SESSIONS.format(window=where),
+                params,
+                chunk_rows,
+                Path(tmp),
+                lambda p: duck.execute(
+                    f"INSERT INTO window_sessions SELECT * FROM {_read_csv(p, SESSION_COLUMNS)}"
+                ),
             )
-            if messages:
-                duck.executemany(
-                    f"INSERT INTO message_history ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                    messages,
-                )
-            duck.execute(_RESPONSE_TIMES, [sorted(sessions)])
-            contexts = _contexts(duck, sessions)
-            duck.execute(
-                "DELETE FROM conversation_context WHERE session_id IN (SELECT unnest(?::VARCHAR[]))",
-                [sorted(sessions)],
+            messages = stream_csv(
+                cursor,
+                _MESSAGES.format(window=where),
+                params,
+                chunk_rows,
+                Path(tmp),
+                lambda p: _load_messages(duck, p, days),
             )
-            if contexts:
-                duck.executemany(
-                    "INSERT INTO conversation_context VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", contexts
-                )
+            clock.lap("read and load")
+            duck.execute(_RESPONSE_TIMES)
+            clock.lap("response times")
+            duck.execute(
+                "DELETE FROM conversation_context WHERE session_id IN (SELECT session_id FROM window_sessions)"
+            )
+            duck.execute(_CONTEXTS)
+            clock.lap("contexts")
             duck.execute(
                 "INSERT OR REPLACE INTO etl_watermark VALUES (?, ?, ?, ?)",
-                [
-                    WATERMARK,
-                    _ts(window["end"][0]),
-                    window["end"][1],
-                    dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                ],
+                [WATERMARK, _ts(end[0]), end[1], dt.datetime.now(dt.UTC).replace(tzinfo=None)],
             )
             duck.commit()
+            clock.lap("commit")
         except BaseException:
             duck.rollback()
             raise
-    days = sorted({m[_COLUMNS.index("created_at")].date().isoformat() for m in messages})
-    return {"messages": len(messages), "sessions": len(sessions), "days": days, "watermark": window["end"]}
+    clock.lap("close")
+    log.info("copy_window: %s messages, %s sessions; seconds %s", messages, sessions, clock.laps)
+    return {"messages": messages, "sessions": sessions, "days": sorted(days), "watermark": end}
 
 
 _DAY_FROM_DUCKDB = """
