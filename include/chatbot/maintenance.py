@@ -166,7 +166,7 @@ def _retain_duckdb(path: Path, due: list, tokens: dict[int, str], action: str, d
     from include.chatbot.duckdb_store import connect, migrate
 
     counts = dict.fromkeys(DUCKDB_SESSION_TABLES, 0)
-    if not due:
+    if not due or not path.exists():  # nothing copied yet: nothing to remove, and no file to create
         return counts
     with connect(path) as duck:
         migrate(duck)
