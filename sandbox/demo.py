@@ -1,7 +1,8 @@
 """``make demo``: build the embedded world and run every pipeline on it, printing each run's summary.
 
 No external system and no credentials: SQLite files under ``PIPELINES_DATA_DIR`` stand in for the
-servers, and the connections come from ``airflow_settings.yaml``. The source data is rebuilt on every
+servers (the chatbot's JSONB and Alembic need the local PostgreSQL, database ``chatbot``), and the
+connections come from ``airflow_settings.yaml``. The source data is rebuilt on every
 demo; targets are kept, so a second demo shows the pipelines' idempotency (nothing inserted twice).
 """
 
