@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: setup demo test lint format airflow cluster cluster-stop callio-sandbox aico-sandbox dwh-sandbox bench settings import-env lock clean chatbot-alembic
+.PHONY: setup demo test lint format airflow cluster cluster-stop callio-sandbox aico-sandbox dwh-sandbox bench settings import-env lock clean chatbot-alembic chatbot-restore
 
 setup:
 	@bash scripts/setup.sh
@@ -44,6 +44,9 @@ import-env: setup  ## ENV_FILE=path/.env: convert a legacy .env into airflow_set
 
 chatbot-alembic: setup  ## ARGS="upgrade head" (any alembic command) on the chatbot_postgres connection
 	@$(ENV) python -m include.chatbot.alembic_cli $(ARGS)
+
+chatbot-restore: setup  ## ARGS="--list" or "--latest --database NAME --duckdb FILE": restore a chatbot backup
+	@$(ENV) python -m include.chatbot.restore $(ARGS)
 
 lock:  ## re-resolve requirements.in (runtime) and requirements-dev.in (tooling) into their pinned locks
 	@.venv/bin/uv pip compile requirements.in --python-version 3.11 \

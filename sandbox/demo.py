@@ -1,7 +1,8 @@
 """``make demo``: build the embedded world and run every pipeline on it, printing each run's summary.
 
 No external system and no credentials: SQLite files under ``PIPELINES_DATA_DIR`` stand in for the
-servers, and the connections come from ``airflow_settings.yaml``. The source data is rebuilt on every
+servers (the chatbot's JSONB and Alembic need the local PostgreSQL, database ``chatbot``), and the
+connections come from ``airflow_settings.yaml``. The source data is rebuilt on every
 demo; targets are kept, so a second demo shows the pipelines' idempotency (nothing inserted twice).
 """
 
@@ -237,6 +238,40 @@ def demo_exports() -> None:
             print(f"{dag_id} re-run left the tables identical: {before == after}; rows {counts}")
 
 
+def demo_chatbot() -> None:
+    """chatbot_db_init, the synthetic conversations, chatbot_analytics, then chatbot_maintenance (LGPD
+    retention of the two users due, a backup to the local S3). The `chatbot_postgres` database and the
+    DuckDB file are rebuilt, like every demo source, but only when they are the embedded defaults."""
+    from include.chatbot.config import DEFAULT_DUCKDB_FILE, POSTGRES_CONN_ID, duckdb_path
+    from include.chatbot.restore import ensure_database
+    from include.common.db import engine_for
+    from sandbox.dwh_sandbox import serve_all
+    from sandbox.worlds import chatbot as world
+
+    os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"  # read chatbot_postgres from the metadata DB
+    engine = engine_for(POSTGRES_CONN_ID)
+    url = engine.url
+    print(f"chatbot_postgres: postgresql://{url.username}@{url.host}:{url.port}/{url.database}")
+    if url.host in ("127.0.0.1", "localhost") and url.database == "chatbot":
+        admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text('DROP DATABASE IF EXISTS "chatbot" WITH (FORCE)'))
+        admin.dispose()
+        duck = duckdb_path()
+        if duck.name == DEFAULT_DUCKDB_FILE:
+            duck.unlink(missing_ok=True)
+    print(f"chatbot_postgres database {url.database!r} created: {ensure_database(engine, url.database)}")
+    _print_run("chatbot_db_init", "schema", {})
+    world.populate(engine)
+    world.populate_maintenance(engine)
+    engine.dispose()
+    print(f"chatbot: {len(world.MESSAGES) + len(world.DUE_MESSAGES)} synthetic messages")
+    _print_run("chatbot_analytics", "copy", {})
+    with serve_all():
+        _print_run("chatbot_maintenance", "anonymize", {"retention_action": "anonymize", "backup_keep": 3})
+        _print_run("chatbot_maintenance", "re-run", {"retention_action": "anonymize", "backup_keep": 3})
+
+
 def main() -> None:
     _prepare_airflow()
     demo_dialog()
@@ -245,6 +280,7 @@ def main() -> None:
     demo_aico()
     demo_dwh_helper()
     demo_exports()
+    demo_chatbot()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The dwh_helper plugin's embedded stand-ins, on the ports of the default connections.
 
-``airflow_settings.yaml`` points ``dwh_s3`` at an S3 server on :19000 (bucket ``dwh``),
+``airflow_settings.yaml`` points ``dwh_s3`` at an S3 server on :19000 (bucket ``dwh``; ``chatbot_backups``
+uses its bucket ``chatbot-backups``),
 ``appmetrica_api`` at :18766 and ``amplitude_web`` / ``amplitude_mobile`` at :18767. The demo runs them
 for its own calls; ``make dwh-sandbox`` (``python -m sandbox.dwh_sandbox``) serves them until
 interrupted, for ``make airflow``.
@@ -20,6 +21,8 @@ from sandbox.simulators.s3 import create_bucket, serve_s3
 
 S3_PORT, APPMETRICA_PORT, AMPLITUDE_PORT = 19000, 18766, 18767
 BUCKET = "dwh"
+#: The bucket of the default ``chatbot_backups`` connection (chatbot_maintenance's backups).
+CHATBOT_BACKUP_BUCKET = "chatbot-backups"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ def serve_all() -> Generator[Sandbox]:
         AmplitudeSimulator(events_per_hour=20, parts_per_hour=2).serve(AMPLITUDE_PORT) as amplitude_url,
     ):
         create_bucket(s3_endpoint, BUCKET)
+        create_bucket(s3_endpoint, CHATBOT_BACKUP_BUCKET)
         yield Sandbox(s3_endpoint, appmetrica_url, amplitude_url)
 
 
@@ -47,7 +51,7 @@ def main() -> None:
         signal.signal(signum, lambda *_: stop.set())
     with serve_all() as sandbox:
         print(
-            f"S3 {sandbox.s3_endpoint} (bucket {BUCKET}), AppMetrica {sandbox.appmetrica_url}, "
+            f"S3 {sandbox.s3_endpoint} (buckets {BUCKET}, {CHATBOT_BACKUP_BUCKET}), AppMetrica {sandbox.appmetrica_url}, "
             f"Amplitude {sandbox.amplitude_url}; Ctrl-C stops them",
             flush=True,
         )

@@ -117,3 +117,76 @@ def populate(engine: sa.Engine) -> None:
                 sa.text("INSERT INTO human_handoffs (session_id, reason, created_at) VALUES (:s, :r, :c)"),
                 {"s": ids[sid][0], "r": reason, "c": created},
             )
+
+
+#: Two users due for retention (chatbot_maintenance) beside the world above: Carla never consented
+#: (account from January), Dora consented but has been inactive since 2024. Bruno's first session
+#: expired an hour after it began; Ana's second one expires in the future.
+DUE_USERS = [
+    ("+5511990000003", "Carla", "carla@example.com", False, dt.datetime(2026, 1, 5, tzinfo=dt.UTC)),
+    ("+5511990000004", "Dora", "dora@example.com", True, dt.datetime(2024, 1, 10, tzinfo=dt.UTC)),
+]
+DUE_SESSIONS = [("s-carla-1", 0, DAY1), ("s-dora-1", 1, dt.datetime(2024, 6, 1, 10, 0, tzinfo=dt.UTC))]
+#: message id, session, role, content, seconds after the session start
+DUE_MESSAGES = [
+    ("c1", "s-carla-1", "user", "Não quero receber mensagens, Carla aqui", 0),
+    ("c2", "s-carla-1", "assistant", "Entendido, Carla.", 2),
+    ("d1", "s-dora-1", "user", "Meu CPF é 123.456.789-00, quero um Onix", 0),
+]
+
+
+def populate_maintenance(engine: sa.Engine) -> None:
+    """Add the users due for retention and the sessions' expiry times (after :func:`populate`)."""
+    with engine.begin() as conn:
+        sessions = {}
+        for n, (phone, name, email, consent, created) in enumerate(DUE_USERS):
+            uid = conn.scalar(
+                sa.text(
+                    "INSERT INTO users (phone_number, name, email, consent_given, created_at, updated_at)"
+                    " VALUES (:p, :n, :e, :c, :at, :at) RETURNING id"
+                ),
+                {"p": phone, "n": name, "e": email, "c": consent, "at": created},
+            )
+            for sid, owner, started in DUE_SESSIONS:
+                if owner == n:
+                    sessions[sid] = (
+                        conn.scalar(
+                            sa.text(
+                                "INSERT INTO sessions (session_id, user_id, user_profile, created_at, updated_at)"
+                                ' VALUES (:s, :u, \'{"city": "Santos"}\', :at, :at) RETURNING id'
+                            ),
+                            {"s": sid, "u": uid, "at": started},
+                        ),
+                        started,
+                        uid,
+                    )
+        for mid, sid, role, content, after in DUE_MESSAGES:
+            at = sessions[sid][1] + dt.timedelta(seconds=after)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO messages (message_id, session_id, role, content, entities, created_at,"
+                    ' updated_at) VALUES (:m, :s, :r, :c, \'{"name": "x"}\', :at, :at)'
+                ),
+                {"m": mid, "s": sessions[sid][0], "r": role, "c": content, "at": at},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO qualified_leads (user_id, session_id, qualification_score) VALUES (:u, :s, 0.4)"
+            ),
+            {"u": sessions["s-carla-1"][2], "s": "s-carla-1"},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO car_interactions (session_id, car_id, interaction_type, feedback)"
+                " VALUES (:s, 'onix-2024', 'like', 'Gostei, Dora')"
+            ),
+            {"s": sessions["s-dora-1"][0]},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE sessions SET expires_at = CASE session_id WHEN 's-bruno-1' THEN CAST(:past AS timestamptz)"
+                " WHEN 's-ana-2' THEN CAST(:future AS timestamptz) END"
+                " WHERE session_id IN ('s-bruno-1', 's-ana-2')"
+            ),
+            {"past": DAY1 + dt.timedelta(hours=1), "future": DAY2 + dt.timedelta(days=100)},
+        )

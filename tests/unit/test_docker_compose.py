@@ -70,6 +70,7 @@ PIPELINE_CONNECTIONS = {
     "chatbot_postgres": ({"postgres", "postgresql"}, "pipelines-postgres", "chatbot"),
     "dwh_db": ({"postgres", "postgresql"}, "pipelines-postgres", "dwh"),
     "dwh_s3": ({"aws"}, "s3", None),
+    "chatbot_backups": ({"aws"}, "s3", None),
     "callio_warehouse": ({"duckdb"}, None, None),
     "callio_api": ({"http"}, "callio-sandbox", None),
     "appmetrica_api": ({"http"}, "appmetrica-sandbox", None),
