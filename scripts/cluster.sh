@@ -190,7 +190,7 @@ wait_until_up() {
       grep -q "ready\. \[celery.apps.worker\]" "$LOGS/worker$i.log" 2>/dev/null || ready=0
     done
     if (( ready )) && components_healthy; then return 0; fi
-    sleep 2
+    sleep 1
   done
   echo "cluster: not up after $CLUSTER_START_TIMEOUT s (logs: $LOGS)" >&2
   return 1

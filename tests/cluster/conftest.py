@@ -9,6 +9,7 @@ with SIGTERM (as Ctrl-C does), checks that no process of the cluster is left, an
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,8 +27,10 @@ import pytest
 import sqlalchemy as sa
 
 from include.dialog.schema import prepared_conversations
+from sandbox.simulators.callio import CallioSimulator
+from sandbox.worlds.callio import DAY_MS, CallioWorld
 from sandbox.worlds.dialog import build_world
-from tests.conftest import MARIADB, REPO_ROOT, _mariadb_admin, _postgres_admin
+from tests.conftest import MARIADB, REPO_ROOT, _mariadb_admin, _postgres_admin, connection_env
 
 DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)]
 GROUPS = 6
@@ -37,6 +40,9 @@ WORKERS = 2
 #: Task slots of each worker; the dialog_etl pool is set below it so the pool is what caps load_group.
 CONCURRENCY = 2
 ADMIN_USER = "admin"
+#: Seconds a failed task waits for its retry on the test cluster (the DAGs' own delay is minutes).
+RETRY_DELAY_S = 2
+POLL_S = 0.5
 
 
 def _free_ports(n: int) -> list[int]:
@@ -57,6 +63,7 @@ class Cluster:
     env: dict[str, str] = field(repr=False)
     password: str = field(repr=False)
     queue: str = ""
+    callio: CallioSimulator | None = field(default=None, repr=False)
     token: str = field(default="", repr=False)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -84,12 +91,46 @@ class Cluster:
             timeout=120,
         )
 
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a worker as a lost machine loses it: the worker and every process under it. Killing
+        its process group is not enough: each task runs in a process group of its own, which would
+        outlive the worker and finish the task's work unseen while its retry runs."""
+        import psutil
+
+        worker = psutil.Process(self.pids()[name])
+        tree = [worker, *worker.children(recursive=True)]
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
+        psutil.wait_procs(tree, timeout=10)
+
+    def restart(self, name: str, timeout: float = 120) -> None:
+        """Restart one process (a killed worker comes back); for a worker, wait until it takes tasks."""
+        log = self.home / "logs" / f"{name}.log"
+        ready = "ready. [celery.apps.worker]"
+        before = log.read_text(errors="replace").count(ready) if log.exists() else 0
+        self.script("restart", name)
+        deadline = time.monotonic() + timeout
+        while name.startswith("worker") and log.read_text(errors="replace").count(ready) <= before:
+            assert time.monotonic() < deadline, f"{name} not ready again:\n{self.log_tail(name)}"
+            time.sleep(POLL_S)
+
+    def running_ti(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> dict:
+        """The first mapped instance of ``task_id`` seen running, with the worker it runs on."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for ti in self.task_instances(dag_id, run_id):
+                if ti["task_id"] == task_id and ti["state"] == "running" and ti["hostname"]:
+                    return ti
+            assert time.monotonic() < deadline, f"no {task_id} was seen running"
+            time.sleep(0.2)
+
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         """Wait until the dag-processor has serialized ``dag_id``, then unpause it."""
         deadline = time.monotonic() + timeout
         while self.request("GET", f"/api/v2/dags/{dag_id}").status_code != 200:
             assert time.monotonic() < deadline, f"{dag_id} not parsed:\n{self.log_tail('dag-processor')}"
-            time.sleep(2)
+            time.sleep(POLL_S)
         self.ok("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
 
     def trigger(self, dag_id: str, conf: dict) -> str:
@@ -105,7 +146,7 @@ class Cluster:
             assert time.monotonic() < deadline, (
                 f"{run_id} still {run['state']}:\n{self.log_tail('scheduler')}"
             )
-            time.sleep(2)
+            time.sleep(POLL_S)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")[
@@ -144,11 +185,29 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
+def callio_simulator() -> Iterator[tuple[CallioSimulator, str]]:
+    """The Callio API over real HTTP in this process, for the cluster's ``callio_api``: a world that ends
+    a minute ago, inside the first fetch's 30-day window, so every run of it fetches the same records."""
+    world = CallioWorld(
+        tenants=2,
+        customers=300,
+        calls=600,
+        burst=200,
+        span_ms=20 * DAY_MS,
+        end_ms=int(time.time() * 1000) - 60_000,
+    )
+    simulator = CallioSimulator(world)
+    with simulator.serve() as base_url:
+        yield simulator, base_url
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, callio_simulator) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("cluster")
     name = f"airflow_cluster_test_{uuid.uuid4().hex[:10]}"
     mariadb = _mariadb_admin()
     mariadb_names: list[str] = []
+    simulator, callio_url = callio_simulator
     api_port, log_port, health_port = _free_ports(3)
     password = uuid.uuid4().hex
     env = {
@@ -166,14 +225,22 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         "_AIRFLOW_WWW_USER_PASSWORD": password,
         "PIPELINES_DATA_DIR": str(home / "data"),
         # A task whose worker died is failed (and retried) after this long without a heartbeat.
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "12",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # Tasks follow each other sooner: the scheduler sleeps less when a loop found nothing to do.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+        "PIPELINES_RETRY_DELAY_SECONDS": str(RETRY_DELAY_S),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
     }
     env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
     env["AIRFLOW_CONN_DIALOG_SRC"] = json.dumps(_mariadb_database(mariadb, mariadb_names))
     env["AIRFLOW_CONN_DIALOG_DST"] = json.dumps(_mariadb_database(mariadb, mariadb_names))
+    # Small pages, so that a tenant's fetch takes many requests (a drill slows each one down).
+    env |= connection_env(
+        "callio_api", "http", host=callio_url, extra={"accounts": simulator.accounts(), "page_size": 25}
+    )
+    env |= connection_env("callio_warehouse", "duckdb", host=str(home / "callio.duckdb"))
     out = (home / "cluster.out").open("wb")
     launcher = subprocess.Popen(
         ["bash", str(REPO_ROOT / "scripts" / "cluster.sh"), "start"],
@@ -182,14 +249,21 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = Cluster(url=f"http://127.0.0.1:{api_port}", home=home, env=env, password=password, queue=name)
+    server = Cluster(
+        url=f"http://127.0.0.1:{api_port}",
+        home=home,
+        env=env,
+        password=password,
+        queue=name,
+        callio=simulator,
+    )
     pids: dict[str, int] = {}
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (home / "run" / "ready").exists():
             if launcher.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"make cluster did not come up:\n{(home / 'cluster.out').read_text()[-4000:]}")
-            time.sleep(2)
+            time.sleep(POLL_S)
         pids = server.pids()
         response = httpx.post(
             f"{server.url}/auth/token", json={"username": ADMIN_USER, "password": password}, timeout=60

@@ -6,7 +6,7 @@ import time
 
 from include.common.db import engine_for
 from sandbox.dagrun import run_dag
-from tests.cluster.conftest import DAYS, GROUPS, POOL_SLOTS, calls, engine_for_conn
+from tests.cluster.conftest import DAYS, GROUPS, POLL_S, POOL_SLOTS, calls, engine_for_conn
 from tests.conftest import set_connection
 
 
@@ -81,7 +81,7 @@ def test_backfill_create_runs_each_day_once(cluster, world):
         if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs):
             break
         assert time.monotonic() < deadline, [(r["dag_run_id"], r["state"]) for r in runs]
-        time.sleep(3)
+        time.sleep(POLL_S)
     assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
     summaries = sorted(
         (cluster.xcom("dialog_etl", r["dag_run_id"], "summary") for r in runs), key=lambda s: s["target_date"]

@@ -52,7 +52,7 @@ def wait_for(condition, timeout: float, message: str):
         if value:
             return value
         assert time.monotonic() < deadline, message
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def drive_ui(url: str, user: str, password: str, target_date: str, shots: Path, run_state) -> str:
@@ -103,7 +103,12 @@ def drive_ui(url: str, user: str, password: str, target_date: str, shots: Path, 
         driver.save_screenshot(str(shots / "4-run-success.png"))
 
         driver.get(f"{url}/dags/dialog_etl")
-        [b for b in driver.find_elements(By.CSS_SELECTOR, "button") if b.text == "Docs"][0].click()
+        # the page re-renders while it loads: look the button up until one is found (and not stale)
+        wait_for(
+            lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, "button") if b.text == "Docs"],
+            60,
+            "no Docs menu",
+        )[0].click()
         wait_for(
             lambda: [
                 e
