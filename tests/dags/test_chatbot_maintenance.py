@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 
 import duckdb
@@ -133,6 +134,9 @@ def test_delete_expires_retains_backs_up_and_reruns_idempotent(chatbot, capfd, c
         == first["backup"]["objects"]["postgres.dump"]["bytes"]
     )
 
+    # Backups are stamped to the second and a run in the same second replaces its backup: start the
+    # second run in a later second so that it makes a new one and prunes the first.
+    time.sleep(1.1)
     second = _maintain(retention_action="delete", backup_keep=1)
     assert second["sessions_expired"] == 0 and second["retention"]["users"] == 0
     assert second["retention"]["duckdb"] == {
