@@ -95,18 +95,24 @@ def export() -> Response:
     with work_directory(parent, WORKDIR_PREFIX) as workdir:
         week = export_week(start, end, source, credentials, workdir)
         archive = week.path.open("rb")
-    response = current_app.response_class(_stream(archive), mimetype="application/zip")
-    response.content_length = os.fstat(archive.fileno()).st_size
+    size = os.fstat(archive.fileno()).st_size
+    response = current_app.response_class(_stream(archive, size), mimetype="application/zip")
+    response.content_length = size
     response.headers.set("Content-Disposition", "attachment", filename=week.name)
     return response
 
 
-def _stream(archive: BinaryIO) -> Iterator[bytes]:
-    """The archive's bytes; the file is closed (and, already unlinked, freed) when the stream ends or
+def _stream(archive: BinaryIO, size: int) -> Iterator[bytes]:
+    """The archive's ``size`` bytes. The file is closed (and, already unlinked, freed) before the last
+    chunk is handed over, so it is gone by the time the client has the whole body, or when a stream
     is dropped. A stream never started (a HEAD request) holds the file until it is collected, which
     CPython does as soon as the response is."""
     with archive:
-        while chunk := archive.read(_CHUNK_BYTES):
+        remaining = size
+        while remaining > 0 and (chunk := archive.read(min(_CHUNK_BYTES, remaining))):
+            remaining -= len(chunk)
+            if remaining <= 0:
+                archive.close()
             yield chunk
 
 
