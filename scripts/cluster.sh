@@ -163,7 +163,7 @@ prepare_database() {
 import os, sys
 from airflow.__main__ import main
 user, password = os.environ.get("_AIRFLOW_WWW_USER_USERNAME") or "airflow", os.environ.get("_AIRFLOW_WWW_USER_PASSWORD") or "airflow"
-for argv in (["db", "migrate"], ["fab-db", "migrate"], ["users", "create", "--username", user, "--password", password,
+for argv in (["db", "migrate"], ["fab-db", "migrate"], ["users", "create", "--username", user, f"--password={password}",
              "--firstname", "Airflow", "--lastname", "Admin", "--email", "airflowadmin@example.com", "--role", "Admin"]):
     sys.argv = ["airflow", *argv]
     main()

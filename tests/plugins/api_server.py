@@ -174,10 +174,12 @@ def _fab_users(auth: AuthSetup, passwords: dict[str, str]) -> list[list[str]]:
     """CLI commands that create the FAB tables and the users. A role-less user is created with Public
     and then loses it, as an administrator (or a role sync) takes a user's roles away."""
     commands = [["fab-db", "migrate"]]
+    # ``--password=`` in one piece: a generated password may begin with "-", which argparse would
+    # otherwise read as an option.
     for name, role in auth.users.items():
         commands.append(
             ["users", "create", "--username", name, "--firstname", name, "--lastname", "Tester"]
-            + ["--email", f"{name}@example.com", "--role", role or "Public", "--password", passwords[name]]
+            + ["--email", f"{name}@example.com", "--role", role or "Public", f"--password={passwords[name]}"]
         )
         if role is None:
             commands.append(["users", "remove-role", "--username", name, "--role", "Public"])
