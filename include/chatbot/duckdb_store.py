@@ -3,7 +3,8 @@
 The original service created ``conversation_context``, ``message_history`` and ``message_embeddings``
 from ``init_databases.py``. Here the schema is a list of numbered migrations, each applied once in its
 own transaction together with its row in ``chatbot_schema_version``, so initialising twice is harmless
-and a file made by an older release is brought forward in order.
+and a file made by an older release is brought forward in order (migration 2 rebuilds
+``message_history`` without its primary key and indexes; see the note there).
 
 DuckDB is single-writer: a second process cannot open the file while one has it open. The DAGs take the
 one-slot ``chatbot_duckdb`` pool around every task that opens it; anything else that holds the file
@@ -27,6 +28,21 @@ EMBEDDING_DIM = 256
 VERSION_TABLE = "chatbot_schema_version"
 LOCK_MESSAGE = "could not set lock"
 
+#: ``message_history`` after its ``message_id``, unchanged since migration 1.
+_HISTORY_COLUMNS = """source_id BIGINT NOT NULL,
+    session_id VARCHAR NOT NULL,
+    phone_number VARCHAR,
+    role VARCHAR NOT NULL,
+    content VARCHAR,
+    message_type VARCHAR,
+    intent VARCHAR,
+    sentiment VARCHAR,
+    confidence DOUBLE,
+    entities JSON,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    response_time_ms BIGINT"""
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -44,22 +60,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 last_message_at TIMESTAMP,
                 updated_at TIMESTAMP
             )""",
-            """CREATE TABLE message_history (
-                message_id VARCHAR PRIMARY KEY,
-                source_id BIGINT NOT NULL,
-                session_id VARCHAR NOT NULL,
-                phone_number VARCHAR,
-                role VARCHAR NOT NULL,
-                content VARCHAR,
-                message_type VARCHAR,
-                intent VARCHAR,
-                sentiment VARCHAR,
-                confidence DOUBLE,
-                entities JSON,
-                created_at TIMESTAMP NOT NULL,
-                updated_at TIMESTAMP NOT NULL,
-                response_time_ms BIGINT
-            )""",
+            f"CREATE TABLE message_history (message_id VARCHAR PRIMARY KEY, {_HISTORY_COLUMNS})",
             f"""CREATE TABLE message_embeddings (
                 message_id VARCHAR PRIMARY KEY,
                 session_id VARCHAR NOT NULL,
@@ -77,6 +78,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
             "CREATE INDEX ix_message_history_session ON message_history (session_id)",
             "CREATE INDEX ix_message_history_phone ON message_history (phone_number)",
+        ],
+    ),
+    # DuckDB keeps every primary key and index as an ART in memory, checks and extends it row by row on
+    # insert, and writes it at commit: on message_history (a bulk-loaded analytic table) the key and the
+    # two indexes took most of the copy's time and memory grew with the table. None of its readers need
+    # them (scans and hash joins; DuckDB uses an index only for a point look-up), and the guide asks for
+    # bulk operations, not indexes. message_id stays unique because its only writer, copy_window,
+    # deletes a chunk's ids before inserting them, in one transaction. DuckDB cannot drop a key in
+    # place, hence the rebuilt table (same columns, same order, same rows).
+    (
+        2,
+        "message_history without primary key or indexes",
+        [
+            "DROP INDEX ix_message_history_session",
+            "DROP INDEX ix_message_history_phone",
+            f"CREATE TABLE message_history_unindexed (message_id VARCHAR NOT NULL, {_HISTORY_COLUMNS})",
+            "INSERT INTO message_history_unindexed SELECT * FROM message_history",
+            "DROP TABLE message_history",
+            "ALTER TABLE message_history_unindexed RENAME TO message_history",
         ],
     ),
 ]

@@ -23,7 +23,7 @@ def test_init_without_seed_then_with_seed_then_skip(postgres_conn, data_dir, mon
         "seeded": False,
     }
     assert plain.summary["duckdb"]["path"] == str(data_dir / "analytics.duckdb")
-    assert plain.summary["duckdb"]["applied"] == [1]
+    assert plain.summary["duckdb"]["applied"] == [1, 2]
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM users")) == 0
 
@@ -38,5 +38,5 @@ def test_init_without_seed_then_with_seed_then_skip(postgres_conn, data_dir, mon
         assert conn.scalar(sa.text("SELECT count(*) FROM users")) == 0
 
     skipped = run_dag("chatbot_db_init", {"skip_postgres": True})
-    assert skipped.summary["postgres"] == "skipped" and skipped.summary["duckdb"]["version"] == 1
+    assert skipped.summary["postgres"] == "skipped" and skipped.summary["duckdb"]["version"] == 2
     engine.dispose()

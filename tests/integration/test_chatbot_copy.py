@@ -141,3 +141,22 @@ def test_a_failure_half_way_leaves_the_file_as_it_was(chatbot, monkeypatch):
     _copy(engine, fresh, chunk_rows=1000)
     assert _dump(path)["message_history"] == _dump(fresh)["message_history"]
     assert _dump(path)["conversation_context"] == _dump(fresh)["conversation_context"]
+
+
+def test_batches_and_an_overlapping_window_change_nothing(chatbot, monkeypatch):
+    engine, tmp = chatbot
+    _add_awkward_session(engine)
+    whole, batched = tmp / "whole.duckdb", tmp / "batched.duckdb"
+    _copy(engine, whole, chunk_rows=1000)
+    monkeypatch.setattr(analytics, "BATCH_ROWS", 3)  # several batches of sessions, most with one session
+    _copy(engine, batched, chunk_rows=4)
+    assert _dump(batched) == _dump(whole)
+
+    window = plan_window(engine, batched)
+    again = copy_window(engine, batched, {"start": None, "end": [window["start"][0], window["start"][1]]})
+    assert again["messages"] == 17  # the whole table again, over rows already copied
+    assert _dump(batched) == _dump(whole)
+    with duckdb.connect(str(batched), read_only=True) as conn:
+        assert conn.execute(
+            "SELECT count(*), count(DISTINCT message_id) FROM message_history"
+        ).fetchone() == (17, 17)

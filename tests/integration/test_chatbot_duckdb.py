@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 
@@ -43,6 +44,57 @@ def test_init_is_versioned_and_rerunnable(tmp_path):
             conn.execute(
                 "INSERT INTO message_embeddings VALUES ('m', 's', NULL, 'x', [1.0, 2.0]::FLOAT[2], 'm', now())"
             )
+
+
+def test_a_file_with_the_indexed_message_history_upgrades_and_keeps_its_rows(tmp_path, monkeypatch):
+    from include.chatbot import duckdb_store
+
+    path = tmp_path / "chatbot.duckdb"
+    monkeypatch.setattr(duckdb_store, "MIGRATIONS", MIGRATIONS[:1])  # a file made before migration 2
+    init_duckdb(path)
+    rows = [
+        (
+            f"m{i}",
+            i,
+            f"s{i % 3}",
+            "+55",
+            "user",
+            f"texto {i}",
+            "text",
+            "buy",
+            "neutral",
+            0.5,
+            '{"a": 1}',
+            dt.datetime(2026, 3, 1, 10, i),
+            dt.datetime(2026, 3, 1, 11, i),
+            i * 10,
+        )
+        for i in range(5)
+    ]
+    with connect(path) as conn:
+        conn.executemany(f"INSERT INTO message_history VALUES ({', '.join('?' * 14)})", rows)
+        before = conn.execute("SELECT * FROM message_history ORDER BY message_id").fetchall()
+        columns = conn.execute("DESCRIBE message_history").fetchall()
+        assert conn.execute(
+            "SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'message_history'"
+        ).fetchone() == (2,)
+    monkeypatch.undo()
+
+    upgraded = init_duckdb(path)
+    assert upgraded["applied"] == [2] and upgraded["rows"]["message_history"] == 5
+    with connect(path) as conn:
+        assert conn.execute("SELECT * FROM message_history ORDER BY message_id").fetchall() == before
+        assert [c[:3] for c in conn.execute("DESCRIBE message_history").fetchall()] == [
+            (name, kind, "NO" if name == "message_id" else null) for name, kind, null, *_ in columns
+        ]  # same columns and types; message_id still NOT NULL, no longer a key
+        assert conn.execute(
+            "SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'message_history'"
+        ).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'message_history'"
+            " GROUP BY 1 ORDER BY 1"
+        ).fetchall() == [("NOT NULL",)]
+    assert init_duckdb(path)["applied"] == []
 
 
 HOLD = """
