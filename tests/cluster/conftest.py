@@ -27,10 +27,13 @@ import pytest
 import sqlalchemy as sa
 
 from include.dialog.schema import prepared_conversations
+from include.dwh.config import APPMETRICA_CONN_ID, DWH_CONN_ID, S3_CONN_ID
+from sandbox.simulators.appmetrica import AppMetricaSimulator
 from sandbox.simulators.callio import CallioSimulator
+from sandbox.simulators.s3 import airflow_connection, create_bucket, serve_s3
 from sandbox.worlds.callio import DAY_MS, CallioWorld
 from sandbox.worlds.dialog import build_world
-from tests.conftest import MARIADB, REPO_ROOT, _mariadb_admin, _postgres_admin, connection_env
+from tests.conftest import MARIADB, POSTGRES, REPO_ROOT, _mariadb_admin, _postgres_admin, connection_env
 
 DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)]
 GROUPS = 6
@@ -43,6 +46,8 @@ ADMIN_USER = "admin"
 #: Seconds a failed task waits for its retry on the test cluster (the DAGs' own delay is minutes).
 RETRY_DELAY_S = 2
 POLL_S = 0.5
+#: Seconds the AppMetrica simulator prepares each export (answering 202) before it is ready.
+APPMETRICA_READY_S = 6.0
 
 
 def _free_ports(n: int) -> list[int]:
@@ -64,6 +69,7 @@ class Cluster:
     password: str = field(repr=False)
     queue: str = ""
     callio: CallioSimulator | None = field(default=None, repr=False)
+    appmetrica: AppMetricaSimulator | None = field(default=None, repr=False)
     token: str = field(default="", repr=False)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -202,12 +208,32 @@ def callio_simulator() -> Iterator[tuple[CallioSimulator, str]]:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory, callio_simulator) -> Iterator[Cluster]:
+def appmetrica_simulator() -> Iterator[tuple[AppMetricaSimulator, str]]:
+    """The AppMetrica Logs API for the cluster's ``appmetrica_api``: each export is prepared for
+    :data:`APPMETRICA_READY_S` seconds (202 meanwhile) and, as AppMetrica does, at most three wait at once."""
+    simulator = AppMetricaSimulator(ready_after_polls=None, ready_after_s=APPMETRICA_READY_S, rows_per_day=96)
+    with simulator.serve() as base_url:
+        yield simulator, base_url
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> Iterator[dict]:
+    """A local S3 server and bucket for the cluster's ``dwh_s3``."""
+    with serve_s3() as url:
+        bucket = f"cluster-{uuid.uuid4().hex[:8]}"
+        create_bucket(url, bucket)
+        yield airflow_connection(url, bucket)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, callio_simulator, appmetrica_simulator, s3_store) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("cluster")
     name = f"airflow_cluster_test_{uuid.uuid4().hex[:10]}"
     mariadb = _mariadb_admin()
     mariadb_names: list[str] = []
     simulator, callio_url = callio_simulator
+    appmetrica, appmetrica_url = appmetrica_simulator
+    dwh_name = f"{name}_dwh"
     api_port, log_port, health_port = _free_ports(3)
     password = uuid.uuid4().hex
     env = {
@@ -241,6 +267,19 @@ def cluster(tmp_path_factory, callio_simulator) -> Iterator[Cluster]:
         "callio_api", "http", host=callio_url, extra={"accounts": simulator.accounts(), "page_size": 25}
     )
     env |= connection_env("callio_warehouse", "duckdb", host=str(home / "callio.duckdb"))
+    env |= connection_env(
+        APPMETRICA_CONN_ID,
+        "http",
+        host=appmetrica_url,
+        password=appmetrica.token,
+        extra={"application_id": appmetrica.application_id},
+    )
+    env |= connection_env(S3_CONN_ID, **s3_store)
+    postgres = _postgres_admin()
+    postgres.cursor().execute(f"CREATE DATABASE {dwh_name} ENCODING 'UTF8'")
+    postgres.close()
+    env |= connection_env(DWH_CONN_ID, "postgres", host=POSTGRES["host"], port=POSTGRES["port"],
+                          login=POSTGRES["user"], schema=dwh_name)  # fmt: skip
     out = (home / "cluster.out").open("wb")
     launcher = subprocess.Popen(
         ["bash", str(REPO_ROOT / "scripts" / "cluster.sh"), "start"],
@@ -256,6 +295,7 @@ def cluster(tmp_path_factory, callio_simulator) -> Iterator[Cluster]:
         password=password,
         queue=name,
         callio=simulator,
+        appmetrica=appmetrica,
     )
     pids: dict[str, int] = {}
     try:
@@ -281,7 +321,8 @@ def cluster(tmp_path_factory, callio_simulator) -> Iterator[Cluster]:
         for pid in left.values():
             os.killpg(pid, signal.SIGKILL)
         postgres = _postgres_admin()
-        postgres.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for database in (name, dwh_name):
+            postgres.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         postgres.close()
         for db in mariadb_names:
             mariadb.cursor().execute(f"DROP DATABASE IF EXISTS `{db}`")
