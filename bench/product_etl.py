@@ -35,6 +35,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -46,7 +47,8 @@ from include.product.etl import WATERMARK_NAME
 from include.product.migrations import migrate
 from sandbox.worlds.product import changed_versions, fill_staging, generate
 
-DB, DB_2X = "bench_product_etl", "bench_product_2x"
+#: Throwaway databases with a name of their own, so that runs by others on the same server never meet.
+DB, DB_2X = (f"bench_product_{what}_{uuid.uuid4().hex[:8]}" for what in ("etl", "2x"))
 BAD_EVERY = 1000
 CHANGED_SHARE = 0.05
 CHANGED_AT = FIRST_AT + dt.timedelta(days=1)  # after every first version
