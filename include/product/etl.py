@@ -28,6 +28,7 @@ from include.product.schema import product_change_log, product_etl_rejects, prod
 log = logging.getLogger(__name__)
 
 WATERMARK_NAME = "products_staging"
+KEY = ("brand_code", "sku")
 BUSINESS_COLUMNS = ("name", "price", "currency", "category", "attributes", "images", "status", "is_active")
 
 
@@ -131,6 +132,24 @@ def _changed_fields(old: sa.Row | None, new: dict[str, Any]) -> list[str]:
     return changed
 
 
+def _upsert(conn: sa.Connection, writes: list[dict[str, Any]], changes: list) -> dict[tuple[str, str], int]:
+    """Write the changed products in one upsert and return the id of each, for the change log.
+
+    Where the database returns the ids from the upsert itself (``RETURNING``), no look-up follows it;
+    elsewhere updated products keep the id already looked up and only the new ones are looked up."""
+    # created_at is kept on update: only the columns that describe the new version are overwritten.
+    update = [c for c in writes[0] if c not in ("brand_code", "sku", "created_at")] if writes else []
+    p = products.c
+    if conn.dialect.insert_executemany_returning:
+        written = upsert(conn, products, writes, KEY, update, returning=(p.id, p.brand_code, p.sku))
+        return {(row.brand_code, row.sku): row.id for row in written}
+    upsert(conn, products, writes, KEY, update)
+    new_keys = [product.key for product, old, *_ in changes if old is None]
+    ids = {key: row.id for key, row in _lookup(conn, [p.id], new_keys).items()}
+    ids.update({product.key: old.id for product, old, *_ in changes if old is not None})
+    return ids
+
+
 def apply_batch(conn: sa.Connection, rows: Sequence[sa.Row], run_id: str, write: bool) -> RunStats:
     """Normalize ``rows`` and, when ``write``, upsert what changed, log it and keep the rejects."""
     stats = RunStats(batches=1, read=len(rows))
@@ -177,13 +196,7 @@ def apply_batch(conn: sa.Connection, rows: Sequence[sa.Row], run_id: str, write:
 
 
 def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> None:
-    # created_at is kept on update: only the columns that describe the new version are overwritten.
-    update = [c for c in writes[0] if c not in ("brand_code", "sku", "created_at")] if writes else []
-    upsert(conn, products, writes, key=["brand_code", "sku"], update=update)
-    # Updated products keep their id; only the new ones need looking up.
-    new_keys = [product.key for product, old, *_ in changes if old is None]
-    ids = {key: row.id for key, row in _lookup(conn, [products.c.id], new_keys).items()}
-    ids.update({product.key: old.id for product, old, *_ in changes if old is not None})
+    ids = _upsert(conn, writes, changes)
     log_rows = [
         {
             "product_id": ids[product.key],
