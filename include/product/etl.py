@@ -11,6 +11,7 @@ read. Nothing here touches Airflow.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -195,6 +196,12 @@ def apply_batch(conn: sa.Connection, rows: Sequence[sa.Row], run_id: str, write:
     return stats
 
 
+@functools.cache
+def _fields_json(fields: tuple[str, ...]) -> str:
+    """``changed_fields`` as the change log stores it: there are few distinct lists, each serialized once."""
+    return json.dumps(list(fields))
+
+
 def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> None:
     ids = _upsert(conn, writes, changes)
     log_rows = [
@@ -205,7 +212,7 @@ def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> Non
             "action": "insert" if old is None else "update",
             "old_version": old.data_version if old is not None else None,
             "new_version": version,
-            "changed_fields": json.dumps(fields),
+            "changed_fields": _fields_json(tuple(fields)),
             "staging_id": product.staging_id,
             "src_updated_at": product.src_updated_at,
             "etl_run_id": run_id,
