@@ -85,23 +85,22 @@ def _columns_of(product: Product, version: str, run_id: str, now: dt.datetime) -
     }
 
 
-#: Keys looked up per query. MariaDB rewrites an IN list of 1,000 values or more into a subquery
-#: (in_predicate_conversion_threshold) that scans the whole products table instead of its key.
-LOOKUP_CHUNK = 500
+#: Keys looked up per query. MariaDB rewrites an IN list of 1,000 values or more (a key pair counts
+#: two) into a subquery joined by scanning the whole (brand_code, sku) index
+#: (in_predicate_conversion_threshold); below that, each pair is one exact range of the index.
+LOOKUP_CHUNK = 499
 
 
 def _lookup(conn: sa.Connection, columns: list, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sa.Row]:
-    """Rows of ``products`` for ``keys``: brand_code IN (...) AND sku IN (...) in chunks that keep
-    both lists short enough for the (brand_code, sku) index, then the exact pairs picked in Python."""
+    """Rows of ``products`` for ``keys``: (brand_code, sku) IN (...) in chunks short enough for the
+    index. Only exact pairs count: a case-insensitive collation also matches other spellings."""
     p = products.c
     found: dict[tuple[str, str], sa.Row] = {}
     wanted = set(keys)
     for start in range(0, len(keys), LOOKUP_CHUNK):
         chunk = keys[start : start + LOOKUP_CHUNK]
         rows = conn.execute(
-            sa.select(p.brand_code, p.sku, *columns).where(
-                p.brand_code.in_(sorted({b for b, _ in chunk})), p.sku.in_(sorted({k for _, k in chunk}))
-            )
+            sa.select(p.brand_code, p.sku, *columns).where(sa.tuple_(p.brand_code, p.sku).in_(chunk))
         ).all()
         found.update({(r.brand_code, r.sku): r for r in rows if (r.brand_code, r.sku) in wanted})
     return found
