@@ -53,14 +53,18 @@ def upsert(
     rows: Sequence[Row],
     key: Sequence[str],
     update: Sequence[str] | None = None,
-) -> None:
+    returning: Sequence[sa.Column] = (),
+) -> list[sa.Row]:
     """Insert ``rows`` or, when ``key`` already exists, overwrite the ``update`` columns.
 
     ``key`` must be covered by a primary key or unique constraint (PostgreSQL and SQLite name it in
     ``ON CONFLICT``; MySQL finds it itself). ``update`` defaults to every column outside ``key``.
+    ``returning`` columns of every written row, inserted or updated, come back in the same statements
+    (``RETURNING``: MariaDB 10.5+, PostgreSQL, SQLite 3.35+; check ``insert_executemany_returning``),
+    in no particular order.
     """
     if not rows:
-        return
+        return []
     dialect = conn.dialect.name
     columns = list(rows[0].keys())
     update = list(update) if update is not None else [c for c in columns if c not in key]
@@ -73,4 +77,7 @@ def upsert(
             index_elements=[table.c[k] for k in key],
             set_={c: stmt.excluded[c] for c in update},
         )
+    if returning:
+        return conn.execute(stmt.returning(*returning), list(rows)).all()
     conn.execute(stmt, list(rows))
+    return []

@@ -11,6 +11,7 @@ read. Nothing here touches Airflow.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from include.product.schema import product_change_log, product_etl_rejects, prod
 log = logging.getLogger(__name__)
 
 WATERMARK_NAME = "products_staging"
+KEY = ("brand_code", "sku")
 BUSINESS_COLUMNS = ("name", "price", "currency", "category", "attributes", "images", "status", "is_active")
 
 
@@ -83,23 +85,22 @@ def _columns_of(product: Product, version: str, run_id: str, now: dt.datetime) -
     }
 
 
-#: Keys looked up per query. MariaDB rewrites an IN list of 1,000 values or more into a subquery
-#: (in_predicate_conversion_threshold) that scans the whole products table instead of its key.
-LOOKUP_CHUNK = 500
+#: Keys looked up per query. MariaDB rewrites an IN list of 1,000 values or more (a key pair counts
+#: two) into a subquery joined by scanning the whole (brand_code, sku) index
+#: (in_predicate_conversion_threshold); below that, each pair is one exact range of the index.
+LOOKUP_CHUNK = 499
 
 
 def _lookup(conn: sa.Connection, columns: list, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sa.Row]:
-    """Rows of ``products`` for ``keys``: brand_code IN (...) AND sku IN (...) in chunks that keep
-    both lists short enough for the (brand_code, sku) index, then the exact pairs picked in Python."""
+    """Rows of ``products`` for ``keys``: (brand_code, sku) IN (...) in chunks short enough for the
+    index. Only exact pairs count: a case-insensitive collation also matches other spellings."""
     p = products.c
     found: dict[tuple[str, str], sa.Row] = {}
     wanted = set(keys)
     for start in range(0, len(keys), LOOKUP_CHUNK):
         chunk = keys[start : start + LOOKUP_CHUNK]
         rows = conn.execute(
-            sa.select(p.brand_code, p.sku, *columns).where(
-                p.brand_code.in_(sorted({b for b, _ in chunk})), p.sku.in_(sorted({k for _, k in chunk}))
-            )
+            sa.select(p.brand_code, p.sku, *columns).where(sa.tuple_(p.brand_code, p.sku).in_(chunk))
         ).all()
         found.update({(r.brand_code, r.sku): r for r in rows if (r.brand_code, r.sku) in wanted})
     return found
@@ -129,6 +130,24 @@ def _changed_fields(old: sa.Row | None, new: dict[str, Any]) -> list[str]:
         if before != new[column]:
             changed.append(column)
     return changed
+
+
+def _upsert(conn: sa.Connection, writes: list[dict[str, Any]], changes: list) -> dict[tuple[str, str], int]:
+    """Write the changed products in one upsert and return the id of each, for the change log.
+
+    Where the database returns the ids from the upsert itself (``RETURNING``), no look-up follows it;
+    elsewhere updated products keep the id already looked up and only the new ones are looked up."""
+    # created_at is kept on update: only the columns that describe the new version are overwritten.
+    update = [c for c in writes[0] if c not in ("brand_code", "sku", "created_at")] if writes else []
+    p = products.c
+    if conn.dialect.insert_executemany_returning:
+        written = upsert(conn, products, writes, KEY, update, returning=(p.id, p.brand_code, p.sku))
+        return {(row.brand_code, row.sku): row.id for row in written}
+    upsert(conn, products, writes, KEY, update)
+    new_keys = [product.key for product, old, *_ in changes if old is None]
+    ids = {key: row.id for key, row in _lookup(conn, [p.id], new_keys).items()}
+    ids.update({product.key: old.id for product, old, *_ in changes if old is not None})
+    return ids
 
 
 def apply_batch(conn: sa.Connection, rows: Sequence[sa.Row], run_id: str, write: bool) -> RunStats:
@@ -176,14 +195,14 @@ def apply_batch(conn: sa.Connection, rows: Sequence[sa.Row], run_id: str, write:
     return stats
 
 
+@functools.cache
+def _fields_json(fields: tuple[str, ...]) -> str:
+    """``changed_fields`` as the change log stores it: there are few distinct lists, each serialized once."""
+    return json.dumps(list(fields))
+
+
 def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> None:
-    # created_at is kept on update: only the columns that describe the new version are overwritten.
-    update = [c for c in writes[0] if c not in ("brand_code", "sku", "created_at")] if writes else []
-    upsert(conn, products, writes, key=["brand_code", "sku"], update=update)
-    # Updated products keep their id; only the new ones need looking up.
-    new_keys = [product.key for product, old, *_ in changes if old is None]
-    ids = {key: row.id for key, row in _lookup(conn, [products.c.id], new_keys).items()}
-    ids.update({product.key: old.id for product, old, *_ in changes if old is not None})
+    ids = _upsert(conn, writes, changes)
     log_rows = [
         {
             "product_id": ids[product.key],
@@ -192,7 +211,7 @@ def _write(conn, writes, changes, rejects, run_id: str, now: dt.datetime) -> Non
             "action": "insert" if old is None else "update",
             "old_version": old.data_version if old is not None else None,
             "new_version": version,
-            "changed_fields": json.dumps(fields),
+            "changed_fields": _fields_json(tuple(fields)),
             "staging_id": product.staging_id,
             "src_updated_at": product.src_updated_at,
             "etl_run_id": run_id,

@@ -15,57 +15,27 @@ such as ``"12,99"`` (decimal comma or a mistyped thousands group) is rejected ra
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from enum import StrEnum
 from typing import Any
 
 from include.common.jsonutil import decimal_text, sha256_hex, stable_json
 
-
-class RejectReason(StrEnum):
-    """Why a staging row was not loaded. Values are stored as is in reject logs."""
-
-    MISSING_BRAND_CODE = "missing_brand_code"
-    MISSING_SKU = "missing_sku"
-    MISSING_SRC_UPDATED_AT = "missing_src_updated_at"
-    BAD_SRC_UPDATED_AT = "bad_src_updated_at"
-    BAD_PRICE = "bad_price"
-    BAD_CURRENCY = "bad_currency"
-    BAD_ATTRIBUTES = "bad_attributes"
-    BAD_IMAGES = "bad_images"
-    BAD_BOOLEAN = "bad_boolean"
-
-
-class NormalizeError(ValueError):
-    """A staging row that cannot be normalized.
-
-    ``reason`` is a :class:`RejectReason` (a ``str``); ``detail`` names the field and shows the
-    offending value, cut to :data:`VALUE_PREVIEW_CHARS` characters so a huge value never floods logs.
-    """
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = RejectReason(reason)
-        self.detail = detail
-
-
-VALUE_PREVIEW_CHARS = 60
-"""Longest shown value in :attr:`NormalizeError.detail`; with the field and problem, details stay
-within 100 characters."""
+# NormalizeError and RejectReason are part of this module's interface: callers catch and read them here.
+from include.product.errors import NormalizeError as NormalizeError
+from include.product.errors import RejectReason
+from include.product.errors import as_str as _as_str
+from include.product.errors import reject as _reject
+from include.product.json_fields import attributes_and_json, json_array, json_scalar, parse_images
 
 MAX_PRICE_INTEGER_DIGITS = 10
 """``products.price`` is ``DECIMAL(12,2)``: 10 digits before the point, 2 after."""
 
 CURRENCY_SYMBOLS = "¥￥$€£"
-MAX_JSON_DECODES = 3
-"""How many times an attribute/image text is JSON-decoded at most (see :func:`parse_attributes`)."""
-
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "on", "1", "是"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0", "否"})
 
@@ -73,11 +43,8 @@ _WHITESPACE_RUN = re.compile(r"\s+")  # Unicode-aware: tabs, newlines, U+3000 fu
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _GROUPED_NUMBER = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
-_IMAGE_SEPARATORS = re.compile(r"[,，\r\n]+")
 _CENTS = Decimal("0.01")
 _WIDE_CONTEXT = Context(prec=MAX_PRICE_INTEGER_DIGITS + 30)
-#: Compact JSON with UTF-8 kept: stable_json's spelling of strings, lists of strings, bools and null.
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +69,11 @@ class Product:
         """The upsert key of ``products``."""
         return self.brand_code, self.sku
 
-    #: ``attributes`` as stable JSON when :func:`normalize` already serialized it (it must, to check
-    #: it), so the text is made once a row; left out of equality, as it only mirrors ``attributes``.
+    #: ``attributes`` and ``images`` as JSON when :func:`normalize` already serialized them (it must,
+    #: to check the attributes), so each text is made once a row and serves both the written column
+    #: and ``data_version``; left out of equality, as they only mirror the values.
     attributes_text: str = field(default="", compare=False, repr=False)
+    images_text: str = field(default="", compare=False, repr=False)
 
     @property
     def attributes_json(self) -> str:
@@ -114,7 +83,7 @@ class Product:
     @property
     def images_json(self) -> str:
         """Images as a compact JSON array, UTF-8 kept. Order is kept: the first image is the main one."""
-        return _COMPACT.encode(list(self.images))
+        return self.images_text or json_array(self.images)
 
     def business_fields(self) -> dict[str, Any]:
         """The fields whose change is a new version of the product.
@@ -141,7 +110,7 @@ class Product:
         :func:`~include.common.jsonutil.stable_json` gives, so the same bytes are hashed without
         serializing the attributes a second time (a third of normalizing a row)."""
         price = None if self.price is None else decimal_text(self.price)
-        enc = _COMPACT.encode
+        enc = json_scalar
         text = (
             f'{{"attributes":{self.attributes_json},"category":{enc(self.category)},'
             f'"currency":{enc(self.currency)},"images":{self.images_json},'
@@ -156,7 +125,8 @@ def normalize(row: Mapping[str, Any]) -> Product:
 
     Raises :class:`NormalizeError` for a row that must not be loaded.
     """
-    attributes, attributes_text = _attributes_and_json(row.get("attributes"))
+    attributes, attributes_text = attributes_and_json(row.get("attributes"))
+    images = parse_images(row.get("images"))
     return Product(
         brand_code=parse_brand_code(row.get("brand_code")),
         sku=parse_sku(row.get("sku")),
@@ -165,35 +135,17 @@ def normalize(row: Mapping[str, Any]) -> Product:
         currency=parse_currency(row.get("currency")),
         category=clean_text(row.get("category"), collapse=True),
         attributes=attributes,
-        images=parse_images(row.get("images")),
+        images=images,
         status=parse_status(row.get("status")),
         is_active=parse_bool(row.get("is_active")),
         src_updated_at=parse_src_updated_at(row.get("src_updated_at")),
         staging_id=row.get("id"),
         attributes_text=attributes_text,
+        images_text=json_array(images),
     )
 
 
-# --- errors ------------------------------------------------------------------------------------------
-
-
-def preview(value: Any, limit: int = VALUE_PREVIEW_CHARS) -> str:
-    """``repr(value)`` cut to ``limit`` characters (an ellipsis marks the cut)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _reject(reason: RejectReason, field: str, problem: str, value: Any) -> NormalizeError:
-    return NormalizeError(reason, f"{field} {problem}: {preview(value)}")
-
-
 # --- text --------------------------------------------------------------------------------------------
-
-
-def _as_str(value: Any) -> str:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8")
-    return str(value)
 
 
 def clean_text(value: Any, *, collapse: bool = False) -> str | None:
@@ -307,120 +259,6 @@ def _checked_cents(amount: Decimal, raw: Any) -> Decimal:
     if cents != amount:
         raise _reject(RejectReason.BAD_PRICE, "price", "has over 2 decimals", raw)
     return cents
-
-
-# --- attributes --------------------------------------------------------------------------------------
-
-
-def parse_attributes(value: Any) -> dict[str, Any]:
-    """The attributes object; ``{}`` when there are none.
-
-    Text is JSON-decoded, and decoded again while the result is still a string (up to
-    :data:`MAX_JSON_DECODES` times): some upstream feeds JSON-encode a value that already is JSON
-    text, delivering ``"{\\"color\\": \\"红\\"}"`` in quotes. Both spellings are the same attributes
-    and must give the same ``data_version``. Values keep their JSON types; strings (keys and values)
-    are NFC-normalized. JSON ``null`` means no attributes, like an empty column.
-    """
-    return _attributes_and_json(value)[0]
-
-
-def _attributes_and_json(value: Any) -> tuple[dict[str, Any], str]:
-    """The attributes and their stable JSON, which checking them has to produce anyway."""
-    if value is None:
-        return {}, "{}"
-    decoded = _decode_json(value, "attributes", RejectReason.BAD_ATTRIBUTES)
-    if decoded is None:
-        return {}, "{}"
-    if not isinstance(decoded, Mapping):
-        raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "is not an object", value)
-    try:
-        attributes = _nfc_json(decoded, value)
-        text = stable_json(attributes)
-    except NormalizeError:
-        raise
-    except (TypeError, ValueError, RecursionError):
-        raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "is not JSON data", value) from None
-    return attributes, text
-
-
-def _decode_json(value: Any, field: str, reason: RejectReason) -> Any:
-    """Decode JSON text, repeatedly while the result is again JSON text. Non-text passes through.
-
-    Empty text decodes to ``None``. ``NaN``/``Infinity`` are refused: they are not JSON.
-    """
-    current = value
-    for _ in range(MAX_JSON_DECODES):
-        if not isinstance(current, str | bytes | bytearray):
-            return current
-        text = _as_str(current).strip()
-        if not text:
-            return None
-        try:
-            current = json.loads(text, parse_constant=_refuse_constant)
-        except (ValueError, RecursionError):
-            raise _reject(reason, field, "is not valid JSON", value) from None
-    if isinstance(current, str):
-        raise _reject(reason, field, "is JSON-encoded too often", value)
-    return current
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _nfc_json(value: Any, raw: Any) -> Any:
-    """NFC every string (keys and values), recursively; reject keys that collide afterwards."""
-    if isinstance(value, str):
-        return unicodedata.normalize("NFC", value)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "holds NaN/Infinity", raw)
-    if isinstance(value, list | tuple):
-        return [_nfc_json(item, raw) for item in value]
-    if isinstance(value, Mapping):
-        result: dict[str, Any] = {}
-        for key, item in value.items():
-            name = unicodedata.normalize("NFC", _as_str(key))
-            if name in result:
-                raise _reject(RejectReason.BAD_ATTRIBUTES, "attributes", "has a duplicate key", name)
-            result[name] = _nfc_json(item, raw)
-        return result
-    return value
-
-
-# --- images ------------------------------------------------------------------------------------------
-
-
-def parse_images(value: Any) -> tuple[str, ...]:
-    """Image URLs in feed order (the first is the main image), trimmed, without blanks or repeats.
-
-    Accepts a list, a JSON array text (also when JSON-encoded once more, like attributes) or plain
-    text with one URL per comma (also ``，``) or line. Items must be strings. Text that looks like JSON
-    (``[``, ``{``, a quote, ``null``) must be valid JSON: splitting broken JSON on commas would load
-    fragments of it as URLs.
-    """
-    if value is None:
-        return ()
-    items = _image_items(value)
-    if not all(isinstance(item, str) for item in items):
-        raise _reject(RejectReason.BAD_IMAGES, "images", "holds a non-string", value)
-    cleaned = (unicodedata.normalize("NFC", item).strip() for item in items)
-    return tuple(dict.fromkeys(url for url in cleaned if url))
-
-
-def _image_items(value: Any) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    if not isinstance(value, str | bytes | bytearray):
-        raise _reject(RejectReason.BAD_IMAGES, "images", "is not a list or text", value)
-    text = _as_str(value).strip()
-    if not (text.startswith(("[", "{", '"')) or text == "null"):
-        return _IMAGE_SEPARATORS.split(text)
-    decoded = _decode_json(text, "images", RejectReason.BAD_IMAGES)
-    if decoded is None:
-        return []
-    if not isinstance(decoded, list):
-        raise _reject(RejectReason.BAD_IMAGES, "images", "is not a JSON array", value)
-    return decoded
 
 
 # --- booleans and timestamps ------------------------------------------------------------------------

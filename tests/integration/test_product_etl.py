@@ -346,3 +346,29 @@ def test_a_staging_table_without_the_columns_read_fails_naming_them(engine):
     problems = str(caught.value).split("products_staging:\n")[1].split("\n  expected:")[0].splitlines()
     assert problems == ["  - missing column src_updated_at (datetime)"]  # a DECIMAL price reads fine
     assert set(sa.inspect(engine).get_table_names()) == {"products_staging"}
+
+
+def test_without_returning_the_change_log_names_the_same_products(engine, monkeypatch):
+    """Where the database cannot return the written rows' ids from the upsert (MySQL), the new products'
+    ids are looked up after writing them: the change log points at the same rows either way."""
+    # No rejects: SQLite writes those with RETURNING too.
+    load_feed(engine, count=600, per_timestamp=100, bad_every=0)
+    with engine.connect():
+        pass  # the dialect learns what the server supports on its first connection
+    monkeypatch.setattr(engine.dialect, "insert_executemany_returning", False)
+    first = run(engine, limit=250)
+    changed_versions(engine, 0.1, T0 + dt.timedelta(days=1))
+    second = run(engine, limit=250)
+    assert (first.stats.inserted, second.stats.inserted) == (600, 0) and second.stats.updated > 0
+    with engine.connect() as conn:
+        ids = {
+            (b, s): i
+            for i, b, s in conn.execute(sa.select(products.c.id, products.c.brand_code, products.c.sku))
+        }
+        logged = conn.execute(
+            sa.select(
+                product_change_log.c.product_id, product_change_log.c.brand_code, product_change_log.c.sku
+            )
+        ).all()
+    assert len(logged) == 600 + second.stats.updated
+    assert all(ids[brand, sku] == product_id for product_id, brand, sku in logged)
