@@ -137,9 +137,11 @@ def _q(name: str) -> str:
 
 
 def _calls_sql(src: str, hint: str) -> str:
-    """The calls the group touches on the day, one row each with its first utterance: the owned ones
-    (first utterance on the day, in the group) with their chunk, and any whose rows the collation
-    merges from different call_ids. ``needs_python`` marks a call the server cannot assemble exactly."""
+    """Every call the group touches on the day, one row each: its first utterance's group_code and time
+    (GROUP_CONCAT ... LIMIT 1 in speaking order), its last time, whether the group owns it, its chunk.
+    ``needs_python`` marks a call the server cannot assemble exactly; any such call, owned or not,
+    sends the group to streaming. Aggregates rather than window functions: a window sort would carry
+    every row's content through a temporary table."""
     return f"""
 CREATE TEMPORARY TABLE pushdown_calls (KEY (chunk)) AS
 SELECT call_id, group_code, first_time, last_time, owned, needs_python,
