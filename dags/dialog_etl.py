@@ -26,6 +26,14 @@ once, by that owner, with all its utterances (up to 6 hours either side of the d
 without call_id or group_code, with empty content, or with undecodable text go to
 `prepared_conversation_rejects` with their reason and run id; the rest of the load goes on.
 
+**Pushdown.** When `dialog_src` and `dialog_dst` are one MariaDB/MySQL server reached with one login
+(same host as written, port and user; the databases may differ), each `load_group` builds its
+conversations and rejects on the server in `INSERT ... SELECT` statements, with the same rules and the
+same resulting rows as the streaming path. A group holding data only Python handles exactly (bytes
+that are not UTF-8, a speaker outside ASCII, call_ids the collation merges) is streamed instead. The
+summary says which (`"path": "pushdown"` or `"streaming"`, and `streaming_fallbacks` with each
+fallen-back group's reason); the `load_path` param `streaming` forces streaming.
+
 **Existing tables.** `find_groups` first checks `people_customer_dialog` and any existing target
 table against the columns the pipeline reads and writes; one that does not fit fails the task at once,
 before anything is written, and its log names each problem and the expected shape (README: Existing
@@ -59,6 +67,14 @@ from include.dialog.config import WORKER_POOL
             title="Target date",
             description="Shanghai day to process (YYYY-MM-DD). Empty: the day before the run.",
         ),
+        "load_path": Param(
+            "auto",
+            type="string",
+            enum=["auto", "streaming"],
+            title="Load path",
+            description="auto: on the database server when source and target share it; streaming: always"
+            " through the worker.",
+        ),
     },
 )
 def dialog_etl():
@@ -85,11 +101,11 @@ def dialog_etl():
         pool=WORKER_POOL,
         map_index_template="group_code={{ task.op_kwargs['group_code'] }}",
     )
-    def load_group(target_date: str, profile: dict, group_code: str, run_id=None) -> dict:
+    def load_group(target_date: str, profile: dict, group_code: str, run_id=None, params=None) -> dict:
         from include.dialog.tasks import load_group_task
 
         conns = profile["source_conn_id"], profile["target_conn_id"]
-        return load_group_task(*conns, target_date, group_code, run_id)
+        return load_group_task(*conns, target_date, group_code, run_id, params["load_path"])
 
     @task
     def reject_unroutable(target_date: str, profile: dict, run_id=None) -> int:
@@ -99,10 +115,13 @@ def dialog_etl():
         return reject_unroutable_task(*conns, target_date, run_id)
 
     @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED)  # an empty day still gets a summary
-    def summary(target_date: str, results: list[dict], rejected_unroutable: int) -> dict:
+    def summary(
+        target_date: str, profile: dict, results: list[dict], rejected_unroutable: int, params=None
+    ) -> dict:
         from include.dialog.tasks import summary_task
 
-        return summary_task(target_date, results[:], rejected_unroutable)
+        conns = profile["source_conn_id"], profile["target_conn_id"]
+        return summary_task(*conns, target_date, results[:], rejected_unroutable, params["load_path"])
 
     day = resolve_target_date()
     profile = resolve_profile()  # at run time: changing the AICO_HOST Variable switches the next run
@@ -110,7 +129,7 @@ def dialog_etl():
     loaded = load_group.partial(target_date=day, profile=profile).expand(group_code=groups)
     rejected = reject_unroutable(day, profile)
     groups >> rejected  # find_groups creates the target tables first
-    summary(day, loaded, rejected)
+    summary(day, profile, loaded, rejected)
 
 
 dialog_etl()

@@ -44,6 +44,10 @@ class GroupResult:
     inserted: int = 0
     skipped_existing: int = 0
     rejected: int = 0
+    #: ``streaming`` or ``pushdown`` (:mod:`include.dialog.pushdown`), and why a group the run pushed
+    #: down was streamed instead.
+    path: str = "streaming"
+    fallback: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -241,12 +245,18 @@ def reject_unroutable(source: sa.Engine, target: sa.Engine, day: dt.date, run_id
     return total
 
 
-def summarize(day: dt.date, results: list[dict]) -> dict:
-    """The seed service's response shape, exactly."""
-    return {
+def summarize(day: dt.date, results: list[dict], path: str) -> dict:
+    """The seed service's response shape, plus the load path the run chose and the groups that fell
+    back from pushdown to streaming (``streaming_fallbacks``, group_code -> reason) if any."""
+    summary = {
         "target_date": day.isoformat(),
         "groups_processed": len(results),
         "conversations_total": sum(r["conversations"] for r in results),
         "inserted": sum(r["inserted"] for r in results),
         "skipped_existing": sum(r["skipped_existing"] for r in results),
+        "path": path,
     }
+    fallbacks = {r["group_code"]: r["fallback"] for r in results if r.get("fallback")}
+    if fallbacks:
+        summary["streaming_fallbacks"] = fallbacks
+    return summary

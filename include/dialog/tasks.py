@@ -12,7 +12,8 @@ from include.common.dag_defaults import fail_without_retry
 from include.common.db import engine_for
 from include.common.table_shape import TableShapeError
 from include.dialog.days import parse_day
-from include.dialog.etl import find_groups, load_group, reject_unroutable, summarize
+from include.dialog.etl import find_groups, reject_unroutable, summarize
+from include.dialog.pushdown import choose_path, load_group_on
 from include.dialog.schema import check_source_table, ensure_target_tables
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,17 @@ def find_groups_task(source_conn_id: str, target_conn_id: str, target_date: str)
 
 
 def load_group_task(
-    source_conn_id: str, target_conn_id: str, target_date: str, group_code: str, run_id: str
+    source_conn_id: str,
+    target_conn_id: str,
+    target_date: str,
+    group_code: str,
+    run_id: str,
+    load_path: str = "auto",
 ) -> dict:
-    result = load_group(
-        engine_for(source_conn_id), engine_for(target_conn_id), parse_day(target_date), group_code, run_id
-    )
+    """One group on the path the connections allow (``load_path`` ``streaming`` forces streaming)."""
+    source, target = engine_for(source_conn_id), engine_for(target_conn_id)
+    path = choose_path(source, target, load_path)
+    result = load_group_on(path, source, target, parse_day(target_date), group_code, run_id)
     return result.as_dict()
 
 
@@ -45,9 +52,18 @@ def reject_unroutable_task(source_conn_id: str, target_conn_id: str, target_date
     )
 
 
-def summary_task(target_date: str, results: list[dict], rejected_unroutable: int) -> dict:
-    """The run's answer, in the original service's shape; rejects are logged beside it."""
-    summary = summarize(parse_day(target_date), results)
+def summary_task(
+    source_conn_id: str,
+    target_conn_id: str,
+    target_date: str,
+    results: list[dict],
+    rejected_unroutable: int,
+    load_path: str = "auto",
+) -> dict:
+    """The run's answer, in the original service's shape plus its load path; rejects are logged
+    beside it."""
+    path = choose_path(engine_for(source_conn_id), engine_for(target_conn_id), load_path)
+    summary = summarize(parse_day(target_date), results, path)
     rejected = rejected_unroutable + sum(r["rejected"] for r in results)
     log.info("dialog_etl %s: %s; rejected rows: %d", target_date, summary, rejected)
     return summary

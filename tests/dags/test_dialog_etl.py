@@ -41,6 +41,7 @@ def test_sqlite_defaults_run_and_rerun(sqlite_conn):
         "conversations_total": expected["conversations"],
         "inserted": expected["conversations"],
         "skipped_existing": 0,
+        "path": "streaming",  # SQLite files: never pushed down
     }
     assert {k for k in first.task_states if k.startswith("load_group[")} == {
         f"load_group[{i}]" for i in range(3)
@@ -70,15 +71,28 @@ def test_sqlite_defaults_run_and_rerun(sqlite_conn):
     assert _count(target, prepared_conversation_rejects, etl_run_id=second.run_id) == 0
 
 
-def test_mariadb_source_and_target_in_different_databases(mariadb_conn):
+@pytest.mark.parametrize(("load_path", "path"), [("auto", "pushdown"), ("streaming", "streaming")])
+def test_mariadb_source_and_target_in_different_databases(mariadb_conn, load_path, path):
+    """One server and login: pushed down unless the load_path param forces streaming; the same rows."""
     source, target = engine_for(mariadb_conn("dialog_src")), engine_for(mariadb_conn("dialog_dst"))
     world = build_world(
         source, [DAY, DAY + dt.timedelta(days=1)], groups=4, calls_per_group_day=15, invalid_bytes=False
     )
 
-    outcome = run_dag("dialog_etl", {"target_date": "2024-06-02"})
+    outcome = run_dag("dialog_etl", {"target_date": "2024-06-02", "load_path": load_path})
     assert outcome.state == "success", outcome.task_states
+    assert outcome.summary["path"] == path and "streaming_fallbacks" not in outcome.summary
     assert outcome.summary["inserted"] == world.expected(dt.date(2024, 6, 2))["conversations"]
+    with target.connect() as conn:
+        for call_id, turns_json, dialog_text in conn.execute(
+            sa.select(
+                prepared_conversations.c.call_id,
+                prepared_conversations.c.turns_json,
+                prepared_conversations.c.dialog_text,
+            )
+        ):
+            assert json.loads(turns_json) == world.turns(call_id)
+            assert dialog_text == world.dialog_text(call_id)
     with target.connect() as conn:
         days = conn.execute(sa.select(prepared_conversations.c.dialog_date).distinct()).scalars().all()
     assert days == [dt.date(2024, 6, 2)]
@@ -107,6 +121,7 @@ def test_day_without_data_gives_a_zero_summary(sqlite_conn):
         "conversations_total": 0,
         "inserted": 0,
         "skipped_existing": 0,
+        "path": "streaming",
     }
 
 

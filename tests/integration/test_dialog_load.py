@@ -1,5 +1,6 @@
 """The dialog load on real databases: counts, stored content, ownership rules, rejects, re-runs, races
-and batch bounds."""
+and batch bounds, on the streaming path and, where source and target share a MariaDB server, on the
+pushdown path with the same assertions and identical rows."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from include.common.db import engine_for
 from include.common.table_shape import TableShapeError
 from include.dialog.etl import find_groups, load_group, reject_unroutable, summarize
+from include.dialog.pushdown import choose_path, load_group_on
 from include.dialog.schema import (
     check_source_table,
     ensure_target_tables,
@@ -26,13 +28,21 @@ DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2)]
 DAY = DAYS[0]
 
 
-def run_day(source, target, day, run_id="test_run"):
+@pytest.fixture(params=["streaming", "pushdown"])
+def load_path(request) -> str:
+    """The path a MariaDB-to-MariaDB test forces: the same assertions hold on both."""
+    return request.param
+
+
+def run_day(source, target, day, run_id="test_run", path="streaming"):
     ensure_target_tables(target)
     results = [
-        load_group(source, target, day, g, run_id, batch_size=7).as_dict() for g in find_groups(source, day)
+        load_group_on(path, source, target, day, g, run_id, batch_size=7).as_dict()
+        for g in find_groups(source, day)
     ]
+    assert {(r["path"], r["fallback"]) for r in results} <= {(path, None)}
     reject_unroutable(source, target, day, run_id)
-    return summarize(day, results)
+    return summarize(day, results, path)
 
 
 def conversations(target):
@@ -59,8 +69,8 @@ def assert_stored_as_generated(world, row):
     assert (row.first_time, row.last_time) == (times[0], times[-1]), row.call_id
 
 
-def check_day(world, source, target, *, invalid_bytes=True):
-    summary = run_day(source, target, DAY)
+def check_day(world, source, target, *, invalid_bytes=True, path="streaming"):
+    summary = run_day(source, target, DAY, path=path)
     expected = world.expected(DAY)
     assert summary == {
         "target_date": "2024-06-01",
@@ -68,6 +78,7 @@ def check_day(world, source, target, *, invalid_bytes=True):
         "conversations_total": expected["conversations"],
         "inserted": expected["conversations"],
         "skipped_existing": 0,
+        "path": path,
     }
     rows = conversations(target)
     owned = {c: v for c, v in world.calls.items() if v[0] == DAY}
@@ -99,13 +110,13 @@ def check_day(world, source, target, *, invalid_bytes=True):
     assert set(found.values()) == {1}
 
     # Re-run: nothing inserted twice, nothing rejected twice.
-    again = run_day(source, target, DAY, run_id="second_run")
+    again = run_day(source, target, DAY, run_id="second_run", path=path)
     assert (again["inserted"], again["skipped_existing"]) == (0, expected["conversations"])
     assert len(conversations(target)) == len(owned)
     assert rejects(target) == found
     assert conversations(target) == rows  # the second run rewrote nothing either
 
-    summary2 = run_day(source, target, DAYS[1])
+    summary2 = run_day(source, target, DAYS[1], path=path)
     assert "C20240601-G01-00000" in conversations(target)
     assert summary2["inserted"] == world.expected(DAYS[1])["conversations"]
 
@@ -116,11 +127,12 @@ def test_sqlite_to_sqlite(sqlite_conn):
     check_day(world, source, target)
 
 
-def test_mariadb_source_and_target_in_different_databases(mariadb_conn):
+def test_mariadb_source_and_target_in_different_databases(mariadb_conn, load_path):
     source, target = engine_for(mariadb_conn("dialog_src")), engine_for(mariadb_conn("dialog_dst"))
     assert source.url.database != target.url.database
+    assert choose_path(source, target) == "pushdown"  # one server, one login: the default
     world = build_world(source, DAYS, groups=3, calls_per_group_day=12, invalid_bytes=False)
-    check_day(world, source, target, invalid_bytes=False)
+    check_day(world, source, target, invalid_bytes=False, path=load_path)
 
 
 def test_mariadb_source_postgres_target(mariadb_conn, postgres_conn):
@@ -129,7 +141,7 @@ def test_mariadb_source_postgres_target(mariadb_conn, postgres_conn):
     check_day(world, source, target, invalid_bytes=False)
 
 
-def test_two_runs_of_the_same_day_at_once_never_duplicate(mariadb_conn):
+def test_two_runs_of_the_same_day_at_once_never_duplicate(mariadb_conn, load_path):
     source, target = engine_for(mariadb_conn("dialog_src")), engine_for(mariadb_conn("dialog_dst"))
     world = build_world(source, DAYS, groups=2, calls_per_group_day=60, invalid_bytes=False)
     ensure_target_tables(target)
@@ -137,7 +149,9 @@ def test_two_runs_of_the_same_day_at_once_never_duplicate(mariadb_conn):
 
     def run(run_id):
         for group in find_groups(source, DAY):
-            results.append(load_group(source, target, DAY, group, run_id, batch_size=5).as_dict())
+            loaded = load_group_on(load_path, source, target, DAY, group, run_id, batch_size=5).as_dict()
+            assert (loaded["path"], loaded["fallback"]) == (load_path, None)
+            results.append(loaded)
 
     threads = [threading.Thread(target=run, args=(f"run{i}",)) for i in range(2)]
     for t in threads:
@@ -276,7 +290,7 @@ def test_an_existing_target_with_extra_columns_is_loaded(any_db_conn):
         conn.exec_driver_sql(
             "ALTER TABLE prepared_conversations ADD COLUMN reviewed INTEGER NOT NULL DEFAULT 0"
         )
-    summary = run_day(source, target, DAY)
+    summary = run_day(source, target, DAY, path=choose_path(source, target))
     assert summary["inserted"] == world.expected(DAY)["conversations"]
     with target.connect() as conn:
         extras = conn.exec_driver_sql("SELECT remark, reviewed FROM prepared_conversations").all()
