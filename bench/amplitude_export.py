@@ -79,7 +79,7 @@ def run_post_baseline(url: str, archive: Path) -> float:
     """Seconds of the POST requests that write every table's rows through the plugin (see module)."""
     import httpx
 
-    from bench.dwh_helper import POST_HEADERS, DwhServer, ServerSetup, _expect
+    from bench.dwh_helper_server import POST_HEADERS, DwhServer, ServerSetup, expect_status
     from include.dwh.amplitude_split import TABLES, iter_archive_events, rows_for
     from include.dwh.schema import TABLES as SLUGS
 
@@ -95,7 +95,7 @@ def run_post_baseline(url: str, archive: Path) -> float:
                 while batch := list(itertools.islice(rows, POST_ROWS)):
                     body = json.dumps({"data": batch}).encode()
                     started = time.perf_counter()
-                    answer = _expect(client.post(path, content=body), 201).json()
+                    answer = expect_status(client.post(path, content=body), 201).json()
                     total += time.perf_counter() - started
                     if answer["count"] != len(batch):
                         raise RuntimeError(f"{path} wrote {answer['count']} of {len(batch)} rows")

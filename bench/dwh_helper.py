@@ -45,390 +45,41 @@ the kernel reports RSS, so that the body and the server's growth compare directl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import gzip
-import itertools
 import json
-import logging
-import math
-import multiprocessing as mp
 import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
-from bench.common import (
-    Contender,
-    FreshWorker,
-    Measure,
-    interleave,
-    peak_rss_mb,
-    postgres_database,
-    report,
-    verdict,
+from bench.common import Contender, FreshWorker, interleave, peak_rss_mb, verdict
+from bench.dwh_helper_post import post_part
+from bench.dwh_helper_server import (
+    AUTH_HEADERS,
+    WEEK_END,
+    WEEK_START,
+    DwhServer,
+    ServerSetup,
+    Target,
+    expect_status,
 )
-from include.common.db import sqlite_engine
 from include.dwh.amplitude import CHUNK_BYTES, AmplitudeCredentials
-from include.dwh.schema import create_all, events_part, row_from_event, writable_columns
 from sandbox.simulators.amplitude import AmplitudeSimulator
 
-PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
-DB_NAME = "bench_dwh_post"
-POST_PATH = "/dwh-helper/dwh/events-part"
 EXPORT_PATH = "/dwh-helper/amplitude/export"
-TOKEN = "bench-token"
-AUTH_HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-POST_HEADERS = {**AUTH_HEADERS, "Content-Type": "application/json"}
-WARM_UP_ROWS = 10
-COLUMNS = [column.name for column in writable_columns(events_part)] + ["loaded_at"]
-#: ``loaded_at`` of the baselines' rows, as text in the format SQLAlchemy stores on SQLite.
-LOADED_AT = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-WEEK_START, WEEK_END = dt.date(2024, 2, 5), dt.date(2024, 2, 11)  # Monday to Sunday: 168 hours
 HOURS = 168
 SOURCE = "web"
 COMPRESSLEVEL = 6  # export_week's default, given to both contenders so that they deflate alike
 
 FULL = {"rows": 100_000, "amplitude_mb": 1000.0, "repeat": 3}
 QUICK = {"rows": 5_000, "amplitude_mb": 20.0, "repeat": 1}
-#: ours / executemany, rows/s, by database; on PostgreSQL ours / COPY too
-POST_SHARE_TARGETS = {"PostgreSQL": 1.0, "SQLite": 0.5}
-POST_COPY_SHARE_TARGET = 0.5
-RSS_GROWTH_TARGET = 4.0  # server RSS growth / payload
 EXPORT_RSS_TARGET_MB = 200.0
 EXPORT_SHARE_TARGET = 0.5  # ours / plain pipeline, MB/s
-
-Target = tuple[str, float, float, bool]  # name, value, target, higher is better
-
-
-def _status_mb(pid: int, key: str) -> float:
-    """``VmHWM`` (peak) or ``VmRSS`` (now) of process ``pid``, in MB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(f"{key}:")) / 1024
-
-
-def _engine(url: str) -> sa.Engine:
-    """An engine as the pipelines build one: SQLite files with their pragmas (WAL), servers plainly."""
-    parsed = sa.make_url(url)
-    return (
-        sqlite_engine(parsed.database) if parsed.get_backend_name() == "sqlite" else sa.create_engine(parsed)
-    )
-
-
-# --- the DWH helper's server ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerSetup:
-    """What a DWH helper server is given: the DWH database, the largest body it will be sent, and the
-    Amplitude project's keys and export directory; the other settings are the defaults."""
-
-    dwh_url: str | None = None
-    body_bytes: int = 0
-    amplitude: AmplitudeCredentials | None = None
-    amplitude_workdir: str | None = None
-
-
-def _serve(setup: ServerSetup, ready: Connection) -> None:
-    """Serve the plugin's plain Flask app on a free port of 127.0.0.1 and send the port to ``ready``.
-
-    Runs in a spawned process until terminated. The request-size limit is raised when ``--rows``
-    makes a larger body than it accepts. Tokens are checked by :data:`TOKEN` instead of Airflow's
-    auth manager, which only runs inside Airflow's API server. Flask and the plugin are imported here,
-    from the plugins folder as Airflow imports them, so that no other process of the benchmark
-    carries them in its RSS."""
-    from werkzeug.serving import make_server
-
-    from dwh_helper.app import create_app
-    from dwh_helper.auth import InvalidTokenError, Principal, use_token_validator
-    from dwh_helper.services import Services, Settings
-
-    class BenchTokens:
-        """Accepts :data:`TOKEN` alone, as a user who may read and write."""
-
-        def authenticate(self, token: str) -> Principal:
-            if token != TOKEN:
-                raise InvalidTokenError("Not the benchmark's token.")
-            return Principal("bench")
-
-        def may_read(self, principal: Principal) -> bool:
-            return True
-
-        def may_write(self, principal: Principal) -> bool:
-            return True
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the terminal
-    settings = Settings(
-        max_request_bytes=max(Settings().max_request_bytes, setup.body_bytes),
-        amplitude_workdir=setup.amplitude_workdir,
-    )
-    services = Services(
-        settings=settings,
-        dwh_engine=_engine(setup.dwh_url) if setup.dwh_url else None,
-        amplitude=(lambda _conn_id: setup.amplitude) if setup.amplitude else None,
-    )
-    app = create_app(services)
-    use_token_validator(app, BenchTokens())
-    server = make_server("127.0.0.1", 0, app)
-    ready.send(server.server_port)
-    server.serve_forever()
-
-
-class DwhServer:
-    """The DWH helper in a process of its own, one process per timed request.
-
-    :meth:`ready` starts one when none is running, and runs ``warm_up`` on it (imports are done at
-    start; the warm-up adds the engine, the first request and the first insert), outside the timing.
-    :meth:`one_request` then measures the server's RSS around the timed request and stops it, so that
-    each request's ``VmHWM`` is its own and its growth is counted from the ready state."""
-
-    def __init__(self, setup: ServerSetup, warm_up: Callable[[str], object] | None = None) -> None:
-        self.setup = setup
-        self.warm_up = warm_up
-        self.ready_mb: list[float] = []
-        self.peak_mb: list[float] = []
-        self._process: mp.process.BaseProcess | None = None
-        self._base_url = ""
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` of the running server (after :meth:`ready`)."""
-        return self._base_url
-
-    @property
-    def growth_mb(self) -> float:
-        """The largest growth of a server's RSS during its request, from its ready state."""
-        return max(peak - ready for ready, peak in zip(self.ready_mb, self.peak_mb, strict=True))
-
-    def ready(self) -> None:
-        if self._process is not None:
-            return
-        context = mp.get_context("spawn")
-        receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_serve, args=(self.setup, send))
-        self._process.start()
-        if not receive.poll(120):
-            self.stop()
-            raise RuntimeError("the DWH helper server did not start")
-        self._base_url = f"http://127.0.0.1:{receive.recv()}"
-        if self.warm_up is not None:
-            self.warm_up(self._base_url)
-
-    @contextlib.contextmanager
-    def one_request(self) -> Generator[str]:
-        """The base URL of the ready server, for one request; records the server's RSS before it and
-        its peak once the block ends, then stops the server."""
-        if self._process is None:
-            raise RuntimeError("call ready() first")
-        pid = self._process.pid
-        self.ready_mb.append(_status_mb(pid, "VmRSS"))
-        try:
-            yield self._base_url
-            self.peak_mb.append(_status_mb(pid, "VmHWM"))
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        self._process.join(30)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._process = None
-
-
-def _expect(response: httpx.Response, status: int) -> httpx.Response:
-    """``response``, when it has ``status``; else stop: the run measured something else."""
-    if response.status_code != status:
-        response.read()
-        raise RuntimeError(
-            f"{response.request.url.path} answered {response.status_code}: {response.text[:500]}"
-        )
-    return response
-
-
-# --- part 1: POST /dwh-helper/dwh/events-part -----------------------------------------------------
-
-
-def _events_part_rows(count: int) -> list[dict[str, Any]]:
-    """``count`` rows for ``events_part``, half from the web project's events and half from the
-    mobile one's, as a loader posts them: every writable column, timestamps as the export's text."""
-    start = dt.datetime.combine(WEEK_START, dt.time())
-    simulator = AmplitudeSimulator(events_per_hour=math.ceil(count / 2 / 24))
-    rows: list[dict[str, Any]] = []
-    try:
-        for source, wanted in (("web", count // 2), ("mobile", count - count // 2)):
-            archive = simulator.prepare(source, start, start + dt.timedelta(hours=23))
-            rows.extend(itertools.islice(_rows_of(archive), wanted))
-    finally:
-        simulator.close()
-    return rows
-
-
-def _rows_of(path: Path) -> Iterator[dict[str, Any]]:
-    """The ``events_part`` row of every event in the export zip at ``path``, in archive order."""
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            with archive.open(info) as member, gzip.GzipFile(fileobj=member) as lines:
-                for line in lines:
-                    yield row_from_event(events_part, json.loads(line))
-
-
-@contextlib.contextmanager
-def sqlite_database(name: str) -> Generator[str]:
-    """The URL of a fresh SQLite file ``name``, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="bench_dwh_") as temp:
-        yield f"sqlite:///{Path(temp, name + '.sqlite')}"
-
-
-@dataclass
-class PostResult:
-    """Part 1's figures on one database."""
-
-    post: Measure
-    executemany: Measure
-    copy: Measure | None
-    server: DwhServer
-    payload_bytes: int
-
-    @property
-    def growth_ratio(self) -> float:
-        """The server's RSS growth over the body's size: the target bounds it, whatever the body."""
-        return self.server.growth_mb * 2**20 / self.payload_bytes
-
-
-def _post_on(database: str, url: str, rows: list[dict[str, Any]], body: bytes, repeat: int) -> PostResult:
-    """Time the POST and its baseline (and on PostgreSQL its limit) on the database at ``url``."""
-    engine = _engine(url)
-    create_all(engine)
-    postgres = engine.dialect.name == "postgresql"
-    params = [(*row.values(), LOADED_AT) for row in rows]
-    placeholders = ", ".join(["%s" if postgres else "?"] * len(COLUMNS))
-    insert_sql = f"INSERT INTO events_part ({', '.join(COLUMNS)}) VALUES ({placeholders})"
-    copy_sql = f"COPY events_part ({', '.join(COLUMNS)}) FROM STDIN"
-    warm_up_body = json.dumps({"data": rows[:WARM_UP_ROWS]}).encode()
-
-    def send(base_url: str, content: bytes) -> dict[str, Any]:
-        response = httpx.post(base_url + POST_PATH, content=content, headers=POST_HEADERS, timeout=600)
-        return _expect(response, 201).json()
-
-    server = DwhServer(
-        ServerSetup(dwh_url=url, body_bytes=len(body)), lambda base_url: send(base_url, warm_up_body)
-    )
-
-    def landed(what: str) -> None:
-        with engine.connect() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(events_part)).scalar_one()
-        if count != len(rows):
-            raise RuntimeError(f"{database} {what}: {count:,} rows in events_part, not {len(rows):,}")
-
-    def reset() -> None:
-        server.ready()  # its warm-up rows are emptied below with the previous run's
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "TRUNCATE events_part RESTART IDENTITY" if postgres else "DELETE FROM events_part"
-            )
-
-    def post() -> float:
-        with server.one_request() as base_url:
-            answer = send(base_url, body)
-        if answer["count"] != len(rows) or len(answer["inserted_ids"]) != len(rows):
-            raise RuntimeError(f"{database} POST: the answer counts {answer['count']:,} rows")
-        landed("POST")
-        return server.peak_mb[-1]
-
-    def executemany() -> None:
-        connection = engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.executemany(insert_sql, params)
-            cursor.close()
-            connection.commit()
-        finally:
-            connection.close()
-        landed("executemany")
-
-    def copy() -> None:
-        connection = engine.raw_connection()
-        try:
-            with connection.cursor() as cursor, cursor.copy(copy_sql) as stream:
-                for row in params:
-                    stream.write_row(row)
-            connection.commit()
-        finally:
-            connection.close()
-        landed("COPY")
-
-    driver = "psycopg" if postgres else "sqlite3"
-    contenders = [
-        Contender(f"ours: POST {POST_PATH} over HTTP", len(rows), post, repeat),
-        Contender(f"baseline: {driver} cursor.executemany", len(rows), executemany, repeat),
-    ]
-    if postgres:
-        contenders.append(Contender("limit: COPY events_part FROM STDIN", len(rows), copy, repeat))
-    try:
-        measures = interleave(contenders, reset)
-    finally:
-        server.stop()
-        engine.dispose()
-    return PostResult(measures[0], measures[1], measures[2] if postgres else None, server, len(body))
-
-
-def post_part(args: argparse.Namespace) -> tuple[dict[str, Any], list[Target]]:
-    """Part 1: print a table per database; return their figures and targets."""
-    rows = _events_part_rows(args.rows)
-    body = json.dumps({"data": rows}).encode()
-    print(
-        f"POST {POST_PATH}: {len(rows):,} events_part rows from Amplitude-like events,"
-        f" {len(body) / 2**20:.1f} MB of JSON ({len(body) / len(rows):.0f} bytes a row); the server in its own process"
-    )
-    figures: dict[str, Any] = {"rows": len(rows), "payload_mb": len(body) / 2**20}
-    targets: list[Target] = []
-    for database, database_cm in (("PostgreSQL", postgres_database), ("SQLite", sqlite_database)):
-        with database_cm(DB_NAME) as url:
-            result = _post_on(database, url, rows, body, args.repeat)
-        measures = [m for m in (result.post, result.executemany, result.copy) if m is not None]
-        report(f"{database}: {len(rows):,} rows into an empty events_part", measures)
-        ready = max(result.server.ready_mb)
-        print(
-            f"  server RSS: {ready:.0f} MB ready (after a warm-up POST), {result.post.rss_mb:.0f} MB at the peak:"
-            f" it grew by {result.server.growth_mb:.0f} MB, {result.growth_ratio:.2f}x the body"
-        )
-        share = result.post.rows_per_s / result.executemany.rows_per_s
-        line = f"  ours runs at {share:.2f}x executemany's pace"
-        if result.copy is not None:
-            line += f" and {result.post.rows_per_s / result.copy.rows_per_s:.2f}x COPY's"
-        print(line)
-        key = database.lower()
-        figures.update(
-            {
-                f"{key}_post_rows_s": result.post.rows_per_s,
-                f"{key}_executemany_rows_s": result.executemany.rows_per_s,
-                **({f"{key}_copy_rows_s": result.copy.rows_per_s} if result.copy is not None else {}),
-                f"{key}_server_ready_mb": ready,
-                f"{key}_server_peak_mb": result.post.rss_mb,
-                f"{key}_server_growth_mb": result.server.growth_mb,
-            }
-        )
-        if result.copy is not None:
-            copy_share = result.post.rows_per_s / result.copy.rows_per_s
-            targets.append((f"{database}: POST / COPY, rows/s (x)", copy_share, POST_COPY_SHARE_TARGET, True))
-        targets += [
-            (f"{database}: POST / executemany, rows/s (x)", share, POST_SHARE_TARGETS[database], True),
-            (f"{database}: server RSS growth / payload (x)", result.growth_ratio, RSS_GROWTH_TARGET, False),
-        ]
-    return figures, targets
 
 
 # --- part 2: Amplitude export ---------------------------------------------------------------------
@@ -511,7 +162,7 @@ def amplitude_part(args: argparse.Namespace) -> tuple[dict[str, Any], list[Targe
                     ) as response,
                     open(received, "wb") as file,
                 ):
-                    for chunk in _expect(response, 200).iter_bytes(CHUNK_BYTES):
+                    for chunk in expect_status(response, 200).iter_bytes(CHUNK_BYTES):
                         file.write(chunk)
                 if (sent := _zip_contents(received)[1]) != events:
                     raise RuntimeError(f"the endpoint sent {sent} events, not {events:,}")

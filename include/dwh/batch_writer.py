@@ -21,10 +21,14 @@
   ``innodb_autoinc_lock_mode``), so the ids are ``first + k * @@auto_increment_increment``.
 
 Rows are consumed as an iterable and validated as they arrive, so a request body can be parsed one
-row at a time: memory holds one chunk, not the whole input. Writing starts with the first full chunk
-(the database is not even connected to before) and stops at the first invalid row; validation goes
-on to collect the other errors, and the transaction is rolled back. The outcome is the same as
-validating everything before writing, without keeping every row in memory.
+row at a time: memory holds one chunk, not the whole input. A row may also come as its JSON text
+(:class:`msgspec.Raw`, as the plugin hands over a request body's rows): a valid one is then decoded
+and checked in one step (:mod:`include.dwh.json_rows`), any other decoded by ``decode_raw`` and
+checked field by field, so that the outcome and the messages are those of the decoded row. Writing
+starts with the first full chunk (the database is not even connected to before) and stops at the
+first invalid row; validation goes on to collect the other errors, and the transaction is rolled
+back. The outcome is the same as validating everything before writing, without keeping every row in
+memory.
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from msgspec import Raw
 
+from include.dwh.json_rows import JsonRows
 from include.dwh.validation import FIXED_VALUE_BYTES, RowError, RowValidator, ValidationError
 
 DEFAULT_MAX_ROWS = 1000
@@ -48,7 +53,8 @@ DEFAULT_READ_LIMIT = 100
 MAX_READ_LIMIT = 1000
 
 T = TypeVar("T")
-Params = dict[str, Any]
+#: One row's parameters, in the order of the validator's columns and ``loaded_at``.
+Params = list[Any]
 
 
 @dataclass(frozen=True)
@@ -88,23 +94,35 @@ def write_rows(
     max_rows: int = DEFAULT_MAX_ROWS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_errors: int = DEFAULT_MAX_ERRORS,
+    decode_raw: Callable[[int, Raw], Any] = lambda _index, raw: json.loads(bytes(raw)),
 ) -> WriteResult:
-    """Insert ``rows`` (mappings of column name to JSON-like value) into ``table`` in one transaction.
+    """Insert ``rows`` (mappings of column name to JSON-like value, or their JSON text as
+    :class:`msgspec.Raw`) into ``table`` in one transaction.
 
     Raises :class:`~include.dwh.validation.ValidationError` (nothing written) when any row is
-    invalid; exceptions raised by ``rows`` itself (say, a malformed request body) and database
+    invalid; exceptions raised by ``rows`` itself (say, a malformed request body) or by
+    ``decode_raw(index, raw)`` (which decodes the text of a row that is not valid) and database
     errors propagate after the rollback. The table must exist (:func:`include.dwh.schema.create_all`).
     """
     if max_errors < 1:
         raise ValueError(f"max_errors must be positive, got {max_errors}")
-    validator = RowValidator(table)
-    loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    # SQLite stores timestamps as text: the validator hands them over as that text.
+    sqlite = engine.dialect.name == "sqlite"
+    validator = RowValidator(table, timestamps_as_text=sqlite)
+    json_rows = JsonRows(validator)
+    loaded_at_value = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    loaded_at = loaded_at_value.isoformat(" ") if sqlite else loaded_at_value
     errors: list[RowError] = []
 
     def valid_rows() -> Iterator[tuple[Params, int]]:
         for index, row in enumerate(rows):
             try:
-                values, size = validator.check(index, row)
+                checked = None
+                if type(row) is Raw:
+                    checked = json_rows.check(row)
+                    if checked is None:
+                        row = decode_raw(index, row)
+                values, size = checked if checked is not None else validator.check_values(index, row)
             except ValidationError as exc:
                 errors.extend(exc.errors)
             else:
@@ -113,7 +131,7 @@ def write_rows(
                     message = f"is {size} bytes as parameters; one INSERT may carry at most {max_bytes} bytes"
                     errors.append(RowError(index, None, message))
                 elif not errors:  # after the first error nothing more is written: only validate
-                    values["loaded_at"] = loaded_at
+                    values.append(loaded_at)
                     yield values, size
             if len(errors) >= max_errors:
                 return  # enough to act on: the rest of the input is not even read
@@ -138,8 +156,8 @@ def write_rows(
 def _inserter(
     conn: sa.Connection, table: sa.Table, columns: Sequence[str]
 ) -> Callable[[list[Params]], list[int]]:
-    """A function writing one chunk (rows keyed by ``columns``, in that order) with one INSERT and
-    returning the new ids in input order."""
+    """A function writing one chunk (rows of values in ``columns`` order) with one INSERT and returning
+    the new ids in input order."""
     dialect, driver = conn.dialect.name, conn.dialect.driver
     if dialect == "mysql":
         return _mysql_inserter(conn, table, columns)
@@ -151,7 +169,7 @@ def _inserter(
 
         def insert_postgresql(chunk: list[Params]) -> list[int]:
             stmt = ordered.execution_options(insertmanyvalues_page_size=len(chunk))  # one statement
-            return list(conn.execute(stmt, chunk).scalars())
+            return list(conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in chunk]).scalars())
 
         return insert_postgresql
     if dialect == "sqlite":
@@ -187,31 +205,28 @@ def _psycopg_inserter(
             with cursor.copy(copy_sql) as copy:
                 write_row = copy.write_row
                 for id_, row in zip(ids, chunk, strict=True):
-                    write_row((id_, *row.values()))
+                    write_row((id_, *row))
         return ids
 
     return insert_psycopg
-
-
-#: Timestamps as text the way the sqlite3 module's default adapter writes them (and SQLAlchemy reads them
-#: back), converted here so that a value repeated down a column (``loaded_at``) is converted once.
-_SQLITE_TIMESTAMP = operator.methodcaller("isoformat", " ")
 
 
 def _sqlite_inserter(
     conn: sa.Connection, table: sa.Table, columns: Sequence[str]
 ) -> Callable[[list[Params]], list[int]]:
     """The driver's own ``executemany``, values converted by the columns' SQLAlchemy types (so they
-    read back as SQLAlchemy wrote them). SQLAlchemy's ``INSERT ... RETURNING`` batches cost five times
-    as much here. The transaction holds SQLite's only write lock from the first row to the commit and
-    a new rowid is the largest plus one, so the chunk's ids are the consecutive run ending at
+    read back as SQLAlchemy wrote them); timestamps come as that text already (the validator's
+    ``timestamps_as_text``). SQLAlchemy's ``INSERT ... RETURNING`` batches cost five times as much
+    here. The transaction holds SQLite's only write lock from the first row to the commit and a new
+    rowid is the largest plus one, so the chunk's ids are the consecutive run ending at
     ``last_insert_rowid()``; the change count confirms no row was skipped."""
     processors = [
-        _SQLITE_TIMESTAMP
+        None
         if isinstance(table.c[name].type, sa.DateTime)
         else table.c[name].type.bind_processor(conn.dialect)
         for name in columns
     ]
+    converted = [(i, process) for i, process in enumerate(processors) if process is not None]
     preparer = conn.dialect.identifier_preparer
     insert_sql = (
         f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, columns))}) "
@@ -219,25 +234,15 @@ def _sqlite_inserter(
     )
     dbapi_connection = conn.connection.dbapi_connection
 
-    converted = [(i, process) for i, process in enumerate(processors) if process is not None]
-
     def insert_sqlite(chunk: list[Params]) -> list[int]:
-        params = []
-        last_in: list[Any] = [None] * len(columns)  # a value repeated down a column (loaded_at) converts once
-        last_out: list[Any] = [None] * len(columns)
-        for row in chunk:
-            values = list(row.values())
+        for row in chunk if converted else ():  # booleans and floats, where the table has them
             for i, process in converted:
-                value = values[i]
-                if value is not None:
-                    if value is not last_in[i]:
-                        last_in[i], last_out[i] = value, process(value)
-                    values[i] = last_out[i]
-            params.append(values)
+                if (value := row[i]) is not None:
+                    row[i] = process(value)
         before = dbapi_connection.total_changes
         cursor = dbapi_connection.cursor()
         try:
-            cursor.executemany(insert_sql, params)
+            cursor.executemany(insert_sql, chunk)
             (last,) = cursor.execute("SELECT last_insert_rowid()").fetchone()
         finally:
             cursor.close()
@@ -261,7 +266,7 @@ def _mysql_inserter(
     row_placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
 
     def insert_mysql(chunk: list[Params]) -> list[int]:
-        params = tuple(value for row in chunk for value in row.values())
+        params = tuple(value for row in chunk for value in row)
         result = conn.exec_driver_sql(head + ", ".join([row_placeholders] * len(chunk)), params)
         if result.rowcount != len(chunk):
             raise RuntimeError(f"MySQL inserted {result.rowcount} of {len(chunk)} rows into {table.name}")

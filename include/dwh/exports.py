@@ -77,10 +77,12 @@ def id_ranges(ids: Iterable[int]) -> list[list[int]]:
 
 class _InTransaction:
     """An engine stand-in for :func:`write_rows` whose ``begin()`` is the caller's open transaction,
-    so the writer's inserts commit (or roll back) together with the delete before them."""
+    so the writer's inserts commit (or roll back) together with the delete before them; its
+    ``dialect`` is the connection's."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
+        self.dialect = conn.dialect
 
     def begin(self) -> contextlib.AbstractContextManager[sa.Connection]:
         return contextlib.nullcontext(self._conn)

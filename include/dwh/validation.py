@@ -8,8 +8,8 @@ integer columns bound their range, ``info["json"]`` text columns take JSON objec
 Validation is strict on purpose: a string where a number belongs, an unknown field or an
 unparseable timestamp is the caller's bug, reported with the row index and field name, never
 coerced or dropped. Checked values come back converted for the database (timestamps as naive UTC
-datetimes, JSON objects as compact text) together with their size in bytes, which the batch writer
-uses to bound its batches.
+datetimes, or for SQLite as the text it stores; JSON objects as compact text) together with their
+size in bytes, which the batch writer uses to bound its batches.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import datetime as dt
 import functools
 import json
 import math
+import operator
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,10 @@ _ACCEPTED_TYPES: dict[Kind, tuple[type, ...]] = {
     "json": (dict,),
 }
 _FIXED_KINDS = frozenset({"integer", "number", "boolean", "timestamp"})
+#: What ``isoformat(" ")`` writes for a naive timestamp with microseconds.
+_SQLITE_TIMESTAMP_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"
+).fullmatch
 _MAX_SHAPES = 4096  # row shapes (types per column) remembered as valid; bounds the memory whatever the input
 
 
@@ -205,6 +211,22 @@ def _check_timestamp(value: Any) -> tuple[Any, int]:
     return timestamp, FIXED_VALUE_BYTES
 
 
+def _check_timestamp_text(value: Any) -> tuple[Any, int]:
+    """:func:`_check_timestamp`, the timestamp as the text SQLite stores (see :func:`sqlite_timestamp`)."""
+    timestamp, size = _check_timestamp(value)
+    return sqlite_timestamp(value, timestamp), size
+
+
+def sqlite_timestamp(value: str, timestamp: dt.datetime) -> str:
+    """``timestamp`` (parsed from ``value``, naive UTC) as the text SQLite stores: ``isoformat(" ")``, which
+    the sqlite3 module's adapter wrote and SQLAlchemy reads back. ``value`` itself when it already is
+    that text, which its pattern proves (it parsed, so the date is a real one), and which costs less to
+    prove than ``isoformat`` costs (eight times the parse). ``isoformat`` leaves out a zero fraction."""
+    if timestamp.microsecond and _SQLITE_TIMESTAMP_TEXT(value):
+        return value
+    return timestamp.isoformat(" ")
+
+
 def _check_json(value: Any) -> tuple[Any, int]:
     if type(value) is not dict:
         raise _InvalidValueError(f"expected a JSON object, got {json_type_name(value)}")
@@ -248,17 +270,23 @@ class RowValidator:
     """Checks rows for one table and converts them into database parameters.
 
     Built once per write; :meth:`check` runs once per row, so the per-column checkers are resolved
-    up front and the hot loop does one dictionary lookup and one call per field.
+    up front and the hot loop does one dictionary lookup and one call per field. ``timestamps_as_text``:
+    timestamps come back as the text SQLite stores (:func:`sqlite_timestamp`) instead of datetimes.
     """
 
-    def __init__(self, table: sa.Table) -> None:
+    def __init__(self, table: sa.Table, *, timestamps_as_text: bool = False) -> None:
         rules = column_rules(table)
         self.columns: tuple[str, ...] = tuple(rules)
         self._required = tuple(name for name, rule in rules.items() if rule.required)
         self._checkers = {name: _CHECKERS[rule.kind](rule) for name, rule in rules.items()}
+        if timestamps_as_text:
+            self._checkers.update(
+                (name, _check_timestamp_text) for name, rule in rules.items() if rule.kind == "timestamp"
+            )
+        self._timestamps_as_text = timestamps_as_text
         self._rules = tuple(rules.values())
         self._allowed = frozenset(self.columns)
-        self._shapes: dict[tuple[type, ...], int] = {}
+        self._shapes: set[tuple[type, ...]] = set()
         kinds = [rule.kind for rule in self._rules]
         self._strings = tuple(
             (i, rule.max_length or sys.maxsize) for i, rule in enumerate(self._rules) if rule.kind == "string"
@@ -271,13 +299,28 @@ class RowValidator:
         self._numbers = tuple(i for i, kind in enumerate(kinds) if kind == "number")
         self._timestamps = tuple(i for i, kind in enumerate(kinds) if kind == "timestamp")
         self._jsons = tuple(i for i, kind in enumerate(kinds) if kind == "json")
+        fixed = [i for i, kind in enumerate(kinds) if kind in _FIXED_KINDS]
+        self._fixed_bytes = FIXED_VALUE_BYTES * len(fixed)
+        self._fixed_of = _picker(fixed)
+        self._texts_of = _picker([i for i, kind in enumerate(kinds) if kind in ("string", "json")])
+
+    @property
+    def rules(self) -> tuple[ColumnRule, ...]:
+        """The rules of the table's writable columns, in :attr:`columns` order."""
+        return self._rules
 
     def check(self, index: int, row: Any) -> tuple[dict[str, Any], int]:
         """Return the row's values for every writable column (``None`` when absent) and their size in
         bytes; raise :class:`ValidationError` listing every problem of the row."""
-        valid = self._check_valid(row)
-        if valid is not None:
-            return valid
+        values, size = self.check_values(index, row)
+        return dict(zip(self.columns, values, strict=True)), size
+
+    def check_values(self, index: int, row: Any) -> tuple[list[Any], int]:
+        """:meth:`check`, the values as a list in :attr:`columns` order."""
+        if type(row) is dict and self._allowed.issuperset(row):
+            valid = self._check_valid(list(map(row.get, self.columns)))
+            if valid is not None:
+                return valid
         if type(row) is not dict:
             raise ValidationError(
                 [RowError(index, None, f"expected a JSON object, got {json_type_name(row)}")]
@@ -307,67 +350,74 @@ class RowValidator:
                 errors.append(RowError(index, name, "is required"))
         if errors:
             raise ValidationError(errors)
-        return values, size
+        return list(values.values()), size
 
-    def _shape_bytes(self, shape: tuple[type, ...]) -> int | None:
-        """Whether a row whose values have the types ``shape`` can be valid (required values present,
-        each of its column's JSON type), and if so the bytes of its fixed-width values; remembered."""
-        fixed = 0
+    def _valid_shape(self, shape: tuple[type, ...]) -> bool:
+        """Whether a row whose values have the types ``shape`` can be valid: required values present,
+        each of its column's JSON type. Remembered."""
         for rule, value_type in zip(self._rules, shape, strict=True):
             if value_type is type(None):
                 if rule.required:
-                    return None
+                    return False
             elif value_type not in _ACCEPTED_TYPES[rule.kind]:
-                return None
-            elif rule.kind in _FIXED_KINDS:
-                fixed += FIXED_VALUE_BYTES
+                return False
         if len(self._shapes) < _MAX_SHAPES:
-            self._shapes[shape] = fixed
-        return fixed
+            self._shapes.add(shape)
+        return True
 
-    def _check_valid(self, row: Any) -> tuple[dict[str, Any], int] | None:
-        """:meth:`check` for a valid row, in one pass without a call per value: the types of all the
-        row's values are checked at once against the row shapes seen before, and the text of all its
-        strings is checked for NUL and measured in one piece. ``None`` when anything is off; the field
-        by field checks then name every problem. Accepts exactly what they accept, with equal values."""
-        if type(row) is not dict or not self._allowed.issuperset(row):
-            return None
-        values = list(map(row.get, self.columns))
+    def _check_valid(self, values: list[Any]) -> tuple[list[Any], int] | None:
+        """:meth:`check_values` for a valid row, in one pass without a call per value, given the row's
+        decoded values in :attr:`columns` order (``None`` for absent ones): the types of all its values
+        are checked at once against the row shapes seen before, then :meth:`convert`. ``None`` when
+        anything is off; the field by field checks then name every problem. Accepts exactly what they
+        accept, with equal values."""
         shape = tuple(map(type, values))
-        size = self._shapes.get(shape)
-        if size is None and (size := self._shape_bytes(shape)) is None:
+        if shape not in self._shapes and not self._valid_shape(shape):
             return None
-        texts = []
         for i, max_length in self._strings:
-            if (value := values[i]) is not None:
-                if len(value) > max_length:
-                    return None
-                texts.append(value)
+            if (value := values[i]) is not None and len(value) > max_length:
+                return None
         for i, low, high in self._integers:
             if (value := values[i]) is not None and not low <= value <= high:
                 return None
+        for i in self._numbers:
+            if (value := values[i]) is not None:
+                try:
+                    number = float(value)
+                except OverflowError:
+                    return None
+                if not math.isfinite(number):
+                    return None
+                values[i] = number
+        return self.convert(values)
+
+    def convert(self, values: list[Any]) -> tuple[list[Any], int] | None:
+        """The row's values converted for the database (in place) and their size in bytes, given values
+        in :attr:`columns` order that are of their columns' types (numbers as finite floats), present
+        where required, within their lengths and ranges; the text of all the row's strings is checked
+        for NUL and measured in one piece. ``None`` when any value is not valid after all."""
+        size = self._fixed_bytes - FIXED_VALUE_BYTES * self._fixed_of(values).count(None)
         try:
-            for i in self._numbers:
-                if (value := values[i]) is not None:
-                    if not math.isfinite(number := float(value)):
-                        return None
-                    values[i] = number
             for i in self._timestamps:
                 if (value := values[i]) is not None:
                     timestamp = dt.datetime.fromisoformat(value)
                     if timestamp.tzinfo is not None:
                         timestamp = timestamp.astimezone(dt.UTC).replace(tzinfo=None)
-                    values[i] = timestamp
+                    values[i] = sqlite_timestamp(value, timestamp) if self._timestamps_as_text else timestamp
             for i in self._jsons:
                 if (value := values[i]) is not None:
-                    values[i] = text = json.dumps(
-                        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-                    )
-                    texts.append(text)
-            text = "".join(texts)
+                    values[i] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            text = "".join(filter(None, self._texts_of(values)))
             if "\x00" in text:
                 return None
             size += len(text) if text.isascii() else len(text.encode("utf-8"))
         except (ValueError, OverflowError, RecursionError):  # UnicodeEncodeError is a ValueError
             return None
-        return dict(zip(self.columns, values, strict=True)), size
+        return values, size
+
+
+def _picker(indices: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """A function returning the items at ``indices`` of a sequence, as a tuple (however many)."""
+    if len(indices) > 1:
+        return operator.itemgetter(*indices)
+    return lambda values: tuple(values[i] for i in indices)

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from dwh_helper.services import Services, Settings
 from include.common.db import engine_for
 from include.dwh.config import AMPLITUDE_MOBILE_CONN_ID, DWH_CONN_ID, S3_CONN_ID
-from include.dwh.schema import TABLES, create_all, events_part, row_from_event, tmp_event_properties
+from include.dwh.schema import (
+    TABLES,
+    create_all,
+    events_part,
+    row_from_event,
+    tmp_event_properties,
+    user_locations,
+)
 
 
 def amplitude_event(i: int) -> dict[str, Any]:
@@ -225,6 +232,42 @@ def test_invalid_rows_are_reported_by_row_and_field_and_nothing_is_written(dwh_e
     assert db_rows(dwh_engine, events_part) == []
 
 
+@pytest.mark.parametrize(
+    ("row_1", "error_1"),
+    [
+        ('{"uuid": "u-1", "location_lat": 1e999}', ("location_lat", "expected a finite number")),
+        (
+            '{"uuid": "u-1", "ip_address": "\\ud800"}',
+            ("ip_address", "contains an unpaired UTF-16 surrogate, which is not valid Unicode text"),
+        ),
+        ('{"uuid": "u-1", "location_lat": NaN}', ("location_lat", "expected a finite number")),
+    ],
+    ids=["rows-split-by-msgspec", "surrogate-body", "nan-body"],
+)
+def test_values_json_allows_only_in_python_are_refused_by_the_same_rules(dwh_engine, dwh_api, row_1, error_1):
+    """Rows are decoded and checked by msgspec where it can; text it refuses but Python's decoder reads
+    (NaN, a number beyond a double, an unpaired surrogate: the last two in a body msgspec cannot even
+    split into rows) is checked by the same rules, with the same messages."""
+    base = dwh_api(dwh_engine, max_rows_per_insert=2)
+    rows = [json.dumps({"uuid": f"u-{i}", "location_lat": 1.5, "ip_address": "::1"}) for i in range(6)]
+    rows[1] = row_1
+    rows[3] = '{"uuid": "u-3", "location_lng": 1e400, "amplitude_id": 1.0}'
+    body = '{"data": [' + ", ".join(rows) + "]}"
+
+    response = HTTP.post(
+        f"{base}/dwh/user-locations", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text[:300]
+    errors = [(e["row"], e["field"], e["message"]) for e in response.json()["errors"]]
+    assert errors == [
+        (1, *error_1),
+        (3, "location_lng", "expected a finite number"),
+        (3, "amplitude_id", "expected an integer, got a number"),
+    ]
+    assert db_rows(dwh_engine, user_locations) == []
+
+
 def test_malformed_body_after_written_batches_writes_nothing(dwh_engine, dwh_api):
     base = dwh_api(dwh_engine, max_rows_per_insert=1)
     rows = [row_from_event(events_part, amplitude_event(i)) for i in range(3)]
@@ -266,6 +309,11 @@ def test_row_larger_than_one_insert_may_carry_is_invalid(sqlite_dwh_engine, dwh_
         ('{"data": [{"uuid": "u", "event_properties": {}},]}', "not valid JSON: Expecting value: line 1"),
         ('{"data": [{"uuid": "u"} {"uuid": "v"}]}', "not valid JSON: Expecting ','"),
         ('{"data": [{"uuid": "u", "event_properties": {}}]} []', "not valid JSON: Extra data"),
+        (
+            '{"data": [{"uuid": "u", "event_properties": {}}], "data": []}',
+            "Expecting '}' (data must be the only",
+        ),
+        ('{"data": [{"uuid": "u", "event_properties": {"a": "\\x"}}]}', "not valid JSON: Invalid \\escape"),
         ("", 'The body must be a JSON object {"data": [row, ...]}'),
     ],
 )

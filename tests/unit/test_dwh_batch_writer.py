@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from random import Random
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 
 from include.dwh.batch_writer import chunk_rows, read_rows, write_rows
+from include.dwh.json_rows import JsonRows
 from include.dwh.schema import (
     TABLES,
     create_all,
@@ -20,7 +24,14 @@ from include.dwh.schema import (
     tmp_event_properties,
     user_locations,
 )
-from include.dwh.validation import ColumnRule, RowError, RowValidator, ValidationError, column_rules
+from include.dwh.validation import (
+    ColumnRule,
+    RowError,
+    RowValidator,
+    ValidationError,
+    column_rules,
+    sqlite_timestamp,
+)
 
 # --------------------------------------------------------------------------------------- chunking
 
@@ -246,6 +257,104 @@ def test_validation_error_summarises_the_first_error():
     assert str(error) == "row 3, field 'uuid': is required (1 more error)"
     truncated = ValidationError([RowError(0, None, "bad"), RowError(5, "x", "bad")], truncated=True)
     assert str(truncated) == "row 0: bad (1 more error; rows after row 5 not checked)"
+
+
+# ------------------------------------------------------------------------- rows as JSON text
+
+#: Row texts for each table's fast path: valid ones and every kind of value the validator refuses.
+JSON_ROW_TEXTS = {
+    events_part: [
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01 10:00:00.123456"}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01 10:00:00.000000"}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01T10:00:00.5+03:00", "event_id": null}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-W05-4 10:00:00.123456"}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01 10:00:00.123+01"}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01", "uuid": "v"}',
+        '{"uuid": "\\u00fc\\ud83d\\ude00", "event_type": "open", "event_time": "2024-02-01"}',
+        '{"uuid": "a\\u0000b", "event_type": "open", "event_time": "2024-02-01"}',
+        '{"uuid": "\\ud800", "event_type": "open", "event_time": "2024-02-01"}',
+        '{"uuid": "' + "x" * 37 + '", "event_type": "open", "event_time": "2024-02-01"}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-31 10:00:00"}',
+        '{"uuid": "u", "event_type": "open", "event_time": "0001-01-01T00:00:00+05:00"}',
+        '{"uuid": "u", "event_type": null, "event_time": "2024-02-01"}',
+        '{"uuid": "u", "event_time": "2024-02-01"}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01", "amplitude_id": 4.0}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01", "amplitude_id": true}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01", "amplitude_id": 9223372036854775808}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01", "amplitude_id": -9223372036854775808}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01", "id": 1}',
+        '{"uuid": "u", "event_type": "open", "event_time": "2024-02-01", "colour": "red"}',
+        '["u", "open"]',
+        "null",
+    ],
+    user_locations: [
+        '{"uuid": "u", "location_lat": 1, "location_lng": -0.0, "amplitude_id": 5}',
+        '{"uuid": "u", "location_lat": 1e400}',
+        '{"uuid": "u", "location_lat": NaN}',
+        '{"uuid": "u", "location_lat": 1' + "0" * 400 + "}",
+        '{"uuid": "u", "location_lat": 123456789012345678901234567890}',
+        '{"uuid": "u", "location_lat": "1.5"}',
+    ],
+    technical_data: [
+        '{"uuid": "u", "data": {"k": "\\u0416", "big": 123456789012345678901234567890, "f": 0.1}}',
+        '{"uuid": "u", "data": {"x": Infinity}}',
+        '{"uuid": "u", "data": {"x": 1e400}}',
+        '{"uuid": "u", "data": {"a": 1, "a": 2}}',
+        '{"uuid": "u", "data": [1]}',
+        '{"uuid": "u", "data": ' + '{"a": ' * 2000 + "1" + "}" * 2000 + "}",
+    ],
+    permanent_user_properties: [
+        '{"amplitude_id": 1, "paying": true, "event_time": "2024-02-01 10:00:00.1"}',
+        '{"amplitude_id": 1, "paying": 0}',
+    ],
+}
+
+
+@pytest.mark.parametrize("timestamps_as_text", [False, True], ids=["datetimes", "text"])
+@pytest.mark.parametrize(
+    ("table", "text"), [(table, text) for table, texts in JSON_ROW_TEXTS.items() for text in texts]
+)
+def test_a_row_checked_from_its_json_text_gets_what_the_validator_gives_or_goes_to_it(
+    table, text, timestamps_as_text
+):
+    """The fast path accepts only rows the validator accepts, with equal values and size; it leaves
+    every other row (``None``) to the validator, which names its problems. (A text msgspec cannot even
+    split a body into, such as NaN or an unpaired surrogate, sends the whole body the slow way.)"""
+    validator = RowValidator(table, timestamps_as_text=timestamps_as_text)
+    try:
+        raw = msgspec.json.decode(f"[{text}]".encode(), type=list[msgspec.Raw])[0]
+    except (msgspec.DecodeError, RecursionError):
+        fast = None
+    else:
+        fast = JsonRows(validator).check(raw)
+
+    try:
+        expected = validator.check_values(0, json.loads(text))
+    except (ValidationError, RecursionError):
+        assert fast is None
+    else:
+        assert fast is None or fast == expected
+
+
+def test_timestamps_are_written_for_sqlite_as_isoformat_writes_them():
+    """:func:`sqlite_timestamp` keeps a value's own text only where it is ``isoformat(" ")``'s."""
+    random = Random(7)
+    alphabet = "0123456789-: .T+Z,W"
+    shapes = ["2024-02-01 10:00:00.123456", "2024-02-01 10:00:00.000000", "2024-02-01T10:00:00.123456"]
+    samples = [
+        "".join(c if random.random() < 0.95 else random.choice(alphabet) for c in random.choice(shapes))
+        for _ in range(20_000)
+    ]
+    checked = 0
+    for value in samples:
+        try:
+            timestamp = dt.datetime.fromisoformat(value)
+        except ValueError:
+            continue
+        if timestamp.tzinfo is None:
+            checked += 1
+            assert sqlite_timestamp(value, timestamp) == timestamp.isoformat(" "), value
+    assert checked > 1000
 
 
 # ------------------------------------------------------------------------------- writing, reading
