@@ -52,6 +52,11 @@ BATCH_ROWS = 250_000
 #: sorts, joins and aggregations beyond the cap spill to a temporary directory beside the file, so a
 #: window of any size copies within it: 1,000,000 messages did at 160 MB as at 250,000 (bench.chatbot).
 COPY_MEMORY_LIMIT: str | None = "160MB"
+#: DuckDB's worker threads while copying (None: DuckDB's default, one per core). The copy already keeps
+#: a second thread busy reading PostgreSQL's CSV, and on the shared 2-core machine one DuckDB thread
+#: finished 250,000 messages in 4.45 s against 5.16 s with two (medians of 3, load 5 to 7; bench.chatbot
+#: figures in the README), with less memory.
+COPY_THREADS: int | None = 1
 
 _WINDOW = "(m.updated_at AT TIME ZONE 'UTC', m.id) <= (%(end_ts)s, %(end_id)s) {after}"
 _AFTER = "AND (m.updated_at AT TIME ZONE 'UTC', m.id) > (%(start_ts)s, %(start_id)s)"
@@ -336,6 +341,8 @@ def _refresh_sessions(duck, clock: _Clock) -> None:
 def _prepare(duck) -> None:
     if COPY_MEMORY_LIMIT:
         duck.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
+    if COPY_THREADS:
+        duck.execute(f"SET threads = {COPY_THREADS}")
     columns = ", ".join(f"{name} {kind}" for name, kind in SESSION_COLUMNS.items())
     duck.execute(f"CREATE OR REPLACE TEMP TABLE window_sessions ({columns})")
     duck.execute(f"CREATE OR REPLACE TEMP TABLE batch_sessions ({columns})")
