@@ -53,9 +53,9 @@ BATCH_ROWS = 250_000
 #: window of any size copies within it: 1,000,000 messages did at 160 MB as at 250,000 (bench.chatbot).
 COPY_MEMORY_LIMIT: str | None = "160MB"
 #: DuckDB's worker threads while copying (None: DuckDB's default, one per core). The copy already keeps
-#: a second thread busy reading PostgreSQL's CSV, and on the shared 2-core machine one DuckDB thread
-#: finished 250,000 messages in 4.45 s against 5.16 s with two (medians of 3, load 5 to 7; bench.chatbot
-#: figures in the README), with less memory.
+#: a second thread busy reading PostgreSQL's CSV: on the shared 2-core machine one DuckDB thread copied
+#: 250,000 messages in 4.45 s against 5.16 s with two under load 5 to 7, and 2.44 s against 2.38 s under
+#: load 2 (medians of 3), with 15 to 20 MB less memory either way.
 COPY_THREADS: int | None = 1
 
 _WINDOW = "(m.updated_at AT TIME ZONE 'UTC', m.id) <= (%(end_ts)s, %(end_id)s) {after}"
