@@ -122,9 +122,9 @@ def test_a_failure_half_way_leaves_the_file_as_it_was(chatbot, monkeypatch):
 
     real, calls = analytics._load_messages, []
 
-    def fail_on_third_chunk(duck, chunk, days):
+    def fail_on_third_chunk(duck, chunk, *args):
         calls.append(chunk)
-        real(duck, chunk, days)
+        real(duck, chunk, *args)
         if len(calls) == 3:
             raise RuntimeError("PostgreSQL went away")
 
