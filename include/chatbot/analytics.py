@@ -1,4 +1,4 @@
-"""The chatbot's hourly analytics: PostgreSQL messages copied into DuckDB, contexts and daily metrics.
+"""The chatbot's hourly analytics: PostgreSQL messages copied into DuckDB, with their contexts.
 
 The original service described ``message_history``, ``conversation_context`` and ``metrics_daily`` but
 left filling them to whoever read the guide. Here:
@@ -14,8 +14,8 @@ left filling them to whoever read the guide. Here:
   the sessions touched and advances the watermark, all in one DuckDB transaction under a memory cap
   (:data:`COPY_MEMORY_LIMIT`): a re-run or an overlapping window writes nothing twice, and a failure
   leaves the file as it was.
-* :func:`upsert_metrics` recomputes ``metrics_daily`` for the days the window touched (definitions in
-  the README, section chatbot_analytics).
+* :func:`include.chatbot.metrics.upsert_metrics` then recomputes ``metrics_daily`` for the days the
+  window touched.
 """
 
 from __future__ import annotations
@@ -411,64 +411,3 @@ def copy_window(
     clock.lap("close")
     log.info("copy_window: %s messages, %s sessions; seconds %s", messages, sessions, clock.laps)
     return {"messages": messages, "sessions": sessions, "days": sorted(days), "watermark": end}
-
-
-_DAY_FROM_DUCKDB = """
-SELECT count(*), count(DISTINCT session_id), count(DISTINCT phone_number),
-       avg(response_time_ms) FILTER (WHERE role = 'user'),
-       avg(confidence) FILTER (WHERE role = 'user')
-FROM message_history WHERE created_at >= ? AND created_at < ?
-"""
-_DAY_FROM_POSTGRES = """
-SELECT (SELECT count(*) FROM qualified_leads WHERE created_at >= :lo AND created_at < :hi),
-       (SELECT avg(qualification_score) FROM qualified_leads WHERE created_at >= :lo AND created_at < :hi),
-       (SELECT avg(CASE WHEN converted THEN 1.0 ELSE 0.0 END) FROM qualified_leads
-         WHERE created_at >= :lo AND created_at < :hi),
-       (SELECT count(*) FROM human_handoffs WHERE created_at >= :lo AND created_at < :hi)
-"""
-_UPSERT_METRICS = """
-INSERT INTO metrics_daily (date, total_messages, total_sessions, total_users, total_qualified_leads,
-    total_handoffs, avg_response_time_ms, avg_qualification_score, nlp_accuracy, conversion_rate)
-VALUES (:date, :total_messages, :total_sessions, :total_users, :total_qualified_leads, :total_handoffs,
-    :avg_response_time_ms, :avg_qualification_score, :nlp_accuracy, :conversion_rate)
-ON CONFLICT (date) DO UPDATE SET total_messages = EXCLUDED.total_messages,
-    total_sessions = EXCLUDED.total_sessions, total_users = EXCLUDED.total_users,
-    total_qualified_leads = EXCLUDED.total_qualified_leads, total_handoffs = EXCLUDED.total_handoffs,
-    avg_response_time_ms = EXCLUDED.avg_response_time_ms,
-    avg_qualification_score = EXCLUDED.avg_qualification_score,
-    nlp_accuracy = EXCLUDED.nlp_accuracy, conversion_rate = EXCLUDED.conversion_rate
-"""
-
-
-def day_metrics(engine: sa.Engine, duck, day: dt.date) -> dict:
-    """One ``metrics_daily`` row: messages from the DuckDB copy, leads and handoffs from PostgreSQL."""
-    lo = dt.datetime.combine(day, dt.time())
-    hi = lo + dt.timedelta(days=1)
-    msgs, sessions, users, rt, conf = duck.execute(_DAY_FROM_DUCKDB, [lo, hi]).fetchone()
-    with engine.connect() as conn:
-        leads, score, conversion, handoffs = conn.execute(
-            sa.text(_DAY_FROM_POSTGRES), {"lo": lo.replace(tzinfo=dt.UTC), "hi": hi.replace(tzinfo=dt.UTC)}
-        ).one()
-    return {
-        "date": day,
-        "total_messages": msgs,
-        "total_sessions": sessions,
-        "total_users": users,
-        "total_qualified_leads": leads,
-        "total_handoffs": handoffs,
-        "avg_response_time_ms": float(rt) if rt is not None else None,
-        "avg_qualification_score": float(score) if score is not None else None,
-        "nlp_accuracy": float(conf) if conf is not None else None,
-        "conversion_rate": float(conversion) if conversion is not None else None,
-    }
-
-
-def upsert_metrics(engine: sa.Engine, duckdb_file: str | Path, days: list[str]) -> list[dict]:
-    """Recompute and upsert ``metrics_daily`` for ``days`` (ISO dates); return the rows written."""
-    if not days:
-        return []
-    with connect(duckdb_file, read_only=True) as duck:
-        rows = [day_metrics(engine, duck, dt.date.fromisoformat(d)) for d in sorted(set(days))]
-    with engine.begin() as conn:
-        conn.execute(sa.text(_UPSERT_METRICS), rows)
-    return [r | {"date": r["date"].isoformat()} for r in rows]

@@ -57,7 +57,7 @@ def copy_window_task(
 def metrics_task(
     days: list[str], conn_id: str = POSTGRES_CONN_ID, duck_conn_id: str = DUCKDB_CONN_ID
 ) -> list:
-    from include.chatbot.analytics import upsert_metrics
+    from include.chatbot.metrics import upsert_metrics
 
     engine = engine_for(conn_id)
     try:
