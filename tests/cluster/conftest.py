@@ -350,19 +350,19 @@ def world(cluster):
 
 
 def engine_for_conn(cluster, name: str) -> sa.Engine:
-    import json
-
+    """An engine on the database of the cluster's connection ``AIRFLOW_CONN_<name>`` (MariaDB or PostgreSQL)."""
     from sqlalchemy.engine import URL
 
     conn = json.loads(cluster.env[f"AIRFLOW_CONN_{name}"])
+    mysql = conn["conn_type"] == "mysql"
     return sa.create_engine(
         URL.create(
-            "mysql+mysqldb",
+            "mysql+mysqldb" if mysql else "postgresql+psycopg",
             username=conn["login"],
             host=conn["host"],
             port=conn["port"],
             database=conn["schema"],
-            query={"charset": "utf8mb4"},
+            query={"charset": "utf8mb4"} if mysql else {},
         )
     )
 

@@ -11,13 +11,12 @@ the run loads every resource's day; the tables hold exactly the rows the load lo
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
 
 from include.dwh.config import APPMETRICA_POOL
+from tests.cluster.conftest import engine_for_conn
 
 DAG = "appmetrica_export"
 DAY = "2024-02-05"
@@ -78,7 +77,7 @@ def test_exports_wait_deferred_and_the_pool_keeps_three_queued(cluster):
     assert set(summary["sources"]) == set(RESOURCES)
     assert summary["sources"]["events"]["rows"]["events_part"] == 96
     # Each (resource, day) load is in the load log once, and the tables hold exactly the logged rows.
-    dwh = _dwh(cluster)
+    dwh = engine_for_conn(cluster, "DWH_DB")
     with dwh.connect() as conn:
         logged = dict(
             conn.execute(
@@ -121,16 +120,3 @@ def _fail_the_scheduled_run(cluster) -> None:
     while simulator.queued(simulator.application_id):
         assert time.monotonic() < deadline, "AppMetrica exports still queued"
         time.sleep(0.2)
-
-
-def _dwh(cluster) -> sa.Engine:
-    conn = json.loads(cluster.env["AIRFLOW_CONN_DWH_DB"])
-    return sa.create_engine(
-        URL.create(
-            "postgresql+psycopg",
-            username=conn["login"],
-            host=conn["host"],
-            port=conn["port"],
-            database=conn["schema"],
-        )
-    )
