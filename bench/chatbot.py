@@ -132,7 +132,8 @@ def _limit(url: str, duckdb_file: str, window: dict) -> tuple[float, float, int]
     import duckdb
     import psycopg
 
-    from include.chatbot.analytics import _MESSAGES, _WINDOW, MESSAGE_COLUMNS, _read_csv, _ts
+    from include.chatbot.analytics import _MESSAGES, _WINDOW, MESSAGE_COLUMNS, _ts
+    from include.chatbot.pg_csv import read_csv
 
     started = time.perf_counter()
     csv = Path(duckdb_file).with_suffix(".csv")
@@ -144,7 +145,7 @@ def _limit(url: str, duckdb_file: str, window: dict) -> tuple[float, float, int]
             for block in copy:
                 out.write(block)
     with duckdb.connect(duckdb_file) as duck:
-        duck.execute(f"CREATE TABLE messages AS SELECT * FROM {_read_csv(csv, MESSAGE_COLUMNS)}")
+        duck.execute(f"CREATE TABLE messages AS SELECT * FROM {read_csv(csv, MESSAGE_COLUMNS)}")
         rows = duck.execute("SELECT count(*) FROM messages").fetchone()[0]
     csv.unlink()
     return time.perf_counter() - started, peak_rss_mb(), rows

@@ -20,13 +20,10 @@ left filling them to whoever read the guide. Here:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import queue
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,9 +31,9 @@ from pathlib import Path
 import msgspec
 import sqlalchemy as sa
 from msgspec.json import decode as _decode_json
-from psycopg import sql
 
 from include.chatbot.duckdb_store import connect, migrate
+from include.chatbot.pg_csv import begin, connect_postgres, copy_to_file, read_csv, stream_csv
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +141,6 @@ def canonical_json(text: str | None) -> str:
     return _SORTED_JSON(value or {})
 
 
-def _read_csv(path: Path, columns: dict[str, str]) -> str:
-    """DuckDB's reader for one chunk of PostgreSQL's CSV (empty unquoted field = NULL, ``""`` = '')."""
-    spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
-    return (
-        f"read_csv('{path}', columns = {{{spec}}}, header = false, auto_detect = false, delim = ',', "
-        "quote = '\"', escape = '\"', allow_quoted_nulls = false, max_line_size = 67108864)"
-    )
-
-
 class _Clock:
     """Seconds per phase, logged so that a slow copy says where its time went."""
 
@@ -164,83 +152,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(self.laps.get(name, 0.0) + now - self._last, 3)
         self._last = now
-
-
-class _StoppedError(Exception):
-    """The loading side failed: the reading side stops at its next chunk."""
-
-
-def stream_csv(cursor, statement: str, params: dict, chunk_rows: int, directory: Path, load) -> int:
-    """Run PostgreSQL's ``COPY ... TO STDOUT (FORMAT csv)`` and hand every ``chunk_rows`` rows to
-    ``load(path)`` as one file; return the rows.
-
-    A thread reads chunk n+1 from PostgreSQL while DuckDB loads chunk n (both release the GIL while
-    they wait or work), so the copy costs about the slower of the two instead of their sum. At most
-    three chunk files exist at once (one loading, one queued, one being written); each is deleted as
-    soon as it is loaded."""
-    chunks: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item) -> None:
-        while not stop.is_set():
-            try:
-                chunks.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise _StoppedError
-
-    def read() -> None:
-        try:
-            pending, index, out = 0, 0, None
-            with cursor.copy(statement, params) as copy:
-                for row in copy:  # one data message per row
-                    if out is None:
-                        path = directory / f"chunk-{index}.csv"
-                        out = path.open("wb")
-                    out.write(row)
-                    pending += 1
-                    if pending == chunk_rows:
-                        out.close()
-                        put((path, pending))
-                        pending, index, out = 0, index + 1, None
-            if out is not None:
-                out.close()
-                put((path, pending))
-            put(None)
-        except _StoppedError:
-            pass
-        except BaseException as exc:  # handed to the loading side, which raises it
-            with contextlib.suppress(_StoppedError):
-                put(exc)
-
-    reader = threading.Thread(target=read, name="chatbot-copy-reader", daemon=True)
-    reader.start()
-    rows = 0
-    try:
-        while (item := chunks.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            path, count = item
-            try:
-                load(path)
-            finally:
-                path.unlink(missing_ok=True)
-            rows += count
-        return rows
-    finally:
-        stop.set()
-        reader.join()
-        for leftover in directory.glob("chunk-*.csv"):
-            leftover.unlink(missing_ok=True)
-
-
-def _postgres(engine: sa.Engine):
-    """A psycopg connection of its own for COPY, whatever driver the engine uses."""
-    import psycopg
-
-    url = engine.url.set(drivername="postgresql")
-    return psycopg.connect(url.render_as_string(hide_password=False))
 
 
 #: Python's ``str.split()`` whitespace as RE2 classes, so summaries collapse exactly what Python would;
@@ -308,7 +219,7 @@ def _load_messages(duck, chunk: Path, replace: bool) -> None:
     skipped (``replace`` false) when the table held no rows before the copy, as the window's ids are
     unique in PostgreSQL and no earlier chunk can hold them."""
     names = ", ".join(MESSAGE_COLUMNS)
-    source = _read_csv(chunk, MESSAGE_COLUMNS)
+    source = read_csv(chunk, MESSAGE_COLUMNS)
     if replace:
         duck.execute(f"DELETE FROM message_history WHERE message_id IN (SELECT message_id FROM {source})")
     duck.execute(f"INSERT INTO message_history ({names}) SELECT {names} FROM {source}")
@@ -346,32 +257,6 @@ def _refresh_sessions(duck, clock: _Clock) -> None:
         clock.lap("contexts")
 
 
-def _begin(cursor, snapshot: str | None = None) -> None:
-    """A read-only REPEATABLE READ transaction (on ``snapshot``, exported by another, if given) whose
-    CSV has ISO timestamps and floats that read back exactly."""
-    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    if snapshot:
-        cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-    cursor.execute("SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1")
-
-
-def _copy_to_file(engine: sa.Engine, snapshot: str, statement: str, params: dict, path: Path) -> int:
-    """Run ``statement`` (a ``COPY ... TO STDOUT``) on a connection of its own, in the snapshot of the
-    copy's transaction, into ``path``; return the rows.
-
-    The window's sessions are copied this way while the messages stream: PostgreSQL finds them with a
-    pass over the window's messages of its own, which then costs no time of the copy's."""
-    with _postgres(engine) as pg, path.open("wb") as out:
-        cursor = pg.cursor()
-        _begin(cursor, snapshot)
-        rows = 0
-        with cursor.copy(statement, params) as copy:
-            for row in copy:
-                out.write(row)
-                rows += 1
-        return rows
-
-
 def _prepare(duck) -> None:
     if COPY_MEMORY_LIMIT:
         duck.execute(f"SET memory_limit = '{COPY_MEMORY_LIMIT}'")
@@ -400,13 +285,13 @@ def copy_window(
     where = _WINDOW.format(after=_AFTER if start else "")
     with (
         tempfile.TemporaryDirectory(prefix="chatbot-copy-") as tmp,
-        _postgres(engine) as pg,
+        connect_postgres(engine) as pg,
         connect(duckdb_file) as duck,
     ):
         migrate(duck)
         _prepare(duck)
         cursor = pg.cursor()
-        _begin(cursor)
+        begin(cursor)
         snapshot = cursor.execute("SELECT pg_export_snapshot()").fetchone()[0]
         clock = _Clock()
         duck.begin()
@@ -415,7 +300,7 @@ def copy_window(
             with ThreadPoolExecutor(1, thread_name_prefix="chatbot-copy-sessions") as aside:
                 sessions_csv = Path(tmp) / "sessions.csv"
                 pending = aside.submit(
-                    _copy_to_file, engine, snapshot, _SESSIONS.format(window=where), params, sessions_csv
+                    copy_to_file, engine, snapshot, _SESSIONS.format(window=where), params, sessions_csv
                 )
                 messages = stream_csv(
                     cursor,
@@ -428,7 +313,7 @@ def copy_window(
                 clock.lap("messages")
                 sessions = pending.result()
             duck.execute(
-                f"INSERT INTO window_sessions SELECT * FROM {_read_csv(sessions_csv, SESSION_COLUMNS)}"
+                f"INSERT INTO window_sessions SELECT * FROM {read_csv(sessions_csv, SESSION_COLUMNS)}"
             )
             sessions_csv.unlink()
             copied = _COPIED.format(after=_COPIED_AFTER if start else "")
