@@ -45,7 +45,8 @@ from include.dwh.amplitude import (
     validate_range,
     validate_source,
 )
-from include.dwh.amplitude_split import TABLES, iter_archive_events, split_event
+from include.dwh.amplitude_split import TABLES, EventSplitter, iter_archive_lines
+from include.dwh.batch_writer import timestamps_as_text
 from include.dwh.exports import LoadKey, replace_periods
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,8 @@ def _merge_days(
 def load_archive(engine: sa.Engine, path: Path, key: LoadKey, *, max_rows: int = 1000) -> dict[str, int]:
     """Replace the (source, period)'s rows in every table by the archive's, in one transaction, reading
     the archive once; rows per table."""
-    events = (split_event(event) for event in iter_archive_events(path))
+    splitter = EventSplitter(timestamps_as_text=timestamps_as_text(engine.dialect))
+    events = (splitter.split(line, number) for number, line in iter_archive_lines(path))
     loads = replace_periods(engine, key, TABLES, events, max_rows=max_rows)
     for load in loads:
         log.info(

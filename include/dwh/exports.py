@@ -10,7 +10,9 @@ Examples: ``("amplitude", "web", "2024-W06", "events_part")``,
 rows of the previous load of that key (by its id ranges), insert the new rows through
 :func:`include.dwh.batch_writer.write_rows` (the writer ``POST /dwh/<table>`` uses), record the new
 ranges. A failure anywhere rolls every table back to its previous load. Ranges, not a single
-``[first, last]``, because other writers (the plugin's POSTs) may interleave ids on a server.
+``[first, last]``, because other writers (the plugin's POSTs) may interleave ids on a server. The
+batches are written in a thread of their own while the next records are read and split
+(:class:`_BackgroundWriter`).
 
 The load log is created by :func:`ensure_load_log` (re-runnable: ``CREATE TABLE IF NOT EXISTS``);
 nothing else in the DWH schema changes.
@@ -21,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,28 +129,30 @@ def replace_periods(
     table's rows go to :func:`write_rows` a batch of ``max_rows`` at a time, so memory holds one batch a
     table whatever the period's size."""
     by_name = {table.name: table for table in tables}
-    pending: dict[str, list[dict[str, Any]]] = {name: [] for name in by_name}
+    pending: dict[str, list[Any]] = {name: [] for name in by_name}
     ranges: dict[str, list[list[int]]] = {name: [] for name in by_name}
     counts = dict.fromkeys(by_name, 0)
     with engine.begin() as conn:
         replaced = {name: _delete_previous(conn, table, key) for name, table in by_name.items()}
-        writer = _InTransaction(conn)
+        in_transaction = _InTransaction(conn)
 
-        def flush(name: str) -> None:
-            result = write_rows(writer, by_name[name], pending[name], max_rows=max_rows, max_bytes=max_bytes)  # type: ignore[arg-type]
+        def write(name: str, batch: list[Any]) -> None:
+            result = write_rows(in_transaction, by_name[name], batch, max_rows=max_rows, max_bytes=max_bytes)  # type: ignore[arg-type]
             _add_ids(ranges[name], result.inserted_ids)
             counts[name] += result.count
-            pending[name] = []
 
-        for rows in split_rows:
-            for name, row in rows.items():
-                if name in pending:
-                    pending[name].append(row)
-                    if len(pending[name]) >= max_rows:
-                        flush(name)
+        with _BackgroundWriter(write) as submit:
+            for rows in split_rows:
+                for name, row in rows.items():
+                    if name in pending:
+                        pending[name].append(row)
+                        if len(pending[name]) >= max_rows:
+                            submit(name, pending[name])
+                            pending[name] = []
+            for name in by_name:
+                if pending[name]:
+                    submit(name, pending[name])
         for name in by_name:
-            if pending[name]:
-                flush(name)
             conn.execute(
                 sa.insert(export_loads).values(
                     export=key.export,
@@ -159,6 +165,49 @@ def replace_periods(
                 )
             )
     return [TableLoad(name, counts[name], replaced[name]) for name in by_name]
+
+
+class _BackgroundWriter:
+    """Runs ``write(name, batch)`` for the submitted batches in a thread of its own, one at a time in
+    submission order, while the caller reads and splits the next records: the writes spend much of
+    their time waiting for the database (which releases the GIL), and the records are parsed
+    meanwhile. At most :attr:`DEPTH` batches wait in the queue, so memory stays bounded.
+
+    Errors come out as if every batch had been written when it was submitted: a failed write is
+    raised by the next :meth:`submit` or on leaving the block; when the block itself raises (a record
+    that cannot be read), the batches submitted before are written first, and the first of their
+    errors, which came earlier in the input, is raised instead."""
+
+    DEPTH = 2
+
+    def __init__(self, write: Callable[[str, list[Any]], None]) -> None:
+        self._write = write
+        self._queue: queue.Queue[tuple[str, list[Any]] | None] = queue.Queue(self.DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dwh-export-writer", daemon=True)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:  # after a failure the batches are only drained
+                try:
+                    self._write(*job)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error = exc
+
+    def submit(self, name: str, batch: list[Any]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((name, batch))
+
+    def __enter__(self) -> Callable[[str, list[Any]], None]:
+        self._thread.start()
+        return self.submit
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _delete_previous(conn: sa.Connection, table: sa.Table, key: LoadKey) -> int:

@@ -34,8 +34,9 @@ _TYPES: dict[Kind, type] = {
 }
 
 
-def _field(rule: ColumnRule) -> tuple[str, Any] | tuple[str, Any, None]:
-    """The struct field of one column: its JSON type, constrained as the validator constrains it."""
+def struct_field(rule: ColumnRule) -> tuple[str, Any] | tuple[str, Any, None]:
+    """The struct field of one column: its JSON type, constrained as the validator constrains it
+    (optional, defaulting to ``None``, unless the column is required)."""
     kind: Any = _TYPES[rule.kind]
     if rule.max_length is not None:
         kind = Annotated[kind, msgspec.Meta(max_length=rule.max_length)]
@@ -51,7 +52,7 @@ class JsonRows:
 
     def __init__(self, validator: RowValidator) -> None:
         struct = msgspec.defstruct(
-            "Row", [_field(rule) for rule in validator.rules], kw_only=True, forbid_unknown_fields=True
+            "Row", [struct_field(rule) for rule in validator.rules], kw_only=True, forbid_unknown_fields=True
         )
         self._decode = msgspec.json.Decoder(struct).decode
         self._convert = validator.convert

@@ -8,8 +8,9 @@ integer columns bound their range, ``info["json"]`` text columns take JSON objec
 Validation is strict on purpose: a string where a number belongs, an unknown field or an
 unparseable timestamp is the caller's bug, reported with the row index and field name, never
 coerced or dropped. Checked values come back converted for the database (timestamps as naive UTC
-datetimes, or for SQLite as the text it stores; JSON objects as compact text) together with their
-size in bytes, which the batch writer uses to bound its batches.
+datetimes, or as the text SQLite stores where the writer hands timestamps over as text; JSON
+objects as compact text) together with their size in bytes, which the batch writer uses to bound
+its batches.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ _SQLITE_TIMESTAMP_TEXT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"
 ).fullmatch
 _MAX_SHAPES = 4096  # row shapes (types per column) remembered as valid; bounds the memory whatever the input
+#: How JSON objects are written: ``json.dumps`` with these options, without building an encoder per value.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +234,7 @@ def _check_json(value: Any) -> tuple[Any, int]:
     if type(value) is not dict:
         raise _InvalidValueError(f"expected a JSON object, got {json_type_name(value)}")
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _encode_json(value)
     except ValueError:
         raise _InvalidValueError("contains NaN or Infinity, which JSON cannot represent") from None
     except RecursionError:  # a value parsed just below the interpreter's limit, written a few calls deeper
@@ -270,12 +273,15 @@ class RowValidator:
     """Checks rows for one table and converts them into database parameters.
 
     Built once per write; :meth:`check` runs once per row, so the per-column checkers are resolved
-    up front and the hot loop does one dictionary lookup and one call per field. ``timestamps_as_text``:
-    timestamps come back as the text SQLite stores (:func:`sqlite_timestamp`) instead of datetimes.
+    up front and the hot loop does one dictionary lookup and one call per field. ``table``: the table,
+    or the rules of the values to check, by name. ``timestamps_as_text``: timestamps come back as the
+    text SQLite stores (:func:`sqlite_timestamp`) instead of datetimes.
     """
 
-    def __init__(self, table: sa.Table, *, timestamps_as_text: bool = False) -> None:
-        rules = column_rules(table)
+    def __init__(
+        self, table: sa.Table | Mapping[str, ColumnRule], *, timestamps_as_text: bool = False
+    ) -> None:
+        rules = column_rules(table) if isinstance(table, sa.Table) else table
         self.columns: tuple[str, ...] = tuple(rules)
         self._required = tuple(name for name, rule in rules.items() if rule.required)
         self._checkers = {name: _CHECKERS[rule.kind](rule) for name, rule in rules.items()}
@@ -394,9 +400,13 @@ class RowValidator:
     def convert(self, values: list[Any]) -> tuple[list[Any], int] | None:
         """The row's values converted for the database (in place) and their size in bytes, given values
         in :attr:`columns` order that are of their columns' types (numbers as finite floats), present
-        where required, within their lengths and ranges; the text of all the row's strings is checked
-        for NUL and measured in one piece. ``None`` when any value is not valid after all."""
-        size = self._fixed_bytes - FIXED_VALUE_BYTES * self._fixed_of(values).count(None)
+        where required, within their lengths and ranges: :meth:`convert_objects`, then
+        :meth:`measure`. ``None`` when any value is not valid after all."""
+        return self.measure(values) if self.convert_objects(values) else None
+
+    def convert_objects(self, values: list[Any]) -> bool:
+        """The timestamps (ISO 8601 text) and JSON objects among ``values`` converted for the database,
+        in place; ``False`` when one cannot be (the values are then left half converted)."""
         try:
             for i in self._timestamps:
                 if (value := values[i]) is not None:
@@ -406,12 +416,22 @@ class RowValidator:
                     values[i] = sqlite_timestamp(value, timestamp) if self._timestamps_as_text else timestamp
             for i in self._jsons:
                 if (value := values[i]) is not None:
-                    values[i] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            text = "".join(filter(None, self._texts_of(values)))
-            if "\x00" in text:
-                return None
+                    values[i] = _encode_json(value)
+        except (ValueError, OverflowError, RecursionError):
+            return False
+        return True
+
+    def measure(self, values: list[Any]) -> tuple[list[Any], int] | None:
+        """``values``, converted for the database, and their size in bytes: the text of all the row's
+        strings is checked for NUL and measured in one piece. ``None`` when a text holds NUL or is not
+        valid Unicode (an unpaired surrogate)."""
+        size = self._fixed_bytes - FIXED_VALUE_BYTES * self._fixed_of(values).count(None)
+        text = "".join(filter(None, self._texts_of(values)))
+        if "\x00" in text:
+            return None
+        try:
             size += len(text) if text.isascii() else len(text.encode("utf-8"))
-        except (ValueError, OverflowError, RecursionError):  # UnicodeEncodeError is a ValueError
+        except UnicodeEncodeError:
             return None
         return values, size
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import pytest
 import sqlalchemy as sa
 
 from include.dwh import schema
-from include.dwh.amplitude_split import EventFormatError, iter_archive_events, rows_for, split_event
+from include.dwh.amplitude_split import (
+    EventFormatError,
+    EventSplitter,
+    iter_archive_events,
+    parse_line,
+    rows_for,
+    split_event,
+)
+from include.dwh.batch_writer import CheckedRow
 from include.dwh.exports import (
     LoadKey,
     ensure_load_log,
@@ -19,7 +28,7 @@ from include.dwh.exports import (
     replace_periods,
     table_fingerprint,
 )
-from include.dwh.validation import ValidationError
+from include.dwh.validation import RowValidator, ValidationError
 
 EVENT = {
     "$insert_id": "ins-1",
@@ -49,6 +58,7 @@ EVENT = {
     "user_properties": {"plan": "gold"},
     "uuid": "6f1c1c9e-1111-4222-8333-444455556666",
 }
+TABLE_BY_NAME = {table.name: table for table in schema.TABLES.values()}
 
 
 def test_a_mobile_event_feeds_all_seven_tables_with_renamed_fields():
@@ -174,3 +184,97 @@ def test_one_transaction_writes_each_table_batch_after_batch_on_postgresql(postg
         assert [table_fingerprint(engine, table)[0] for table in tables] == [7, 7]
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------------------------------ lines split for a load
+
+
+def event_line(**changes) -> bytes:
+    """EVENT's export line, with fields changed (``...`` removes one)."""
+    event = {**EVENT, **changes}
+    return json.dumps({k: v for k, v in event.items() if v is not ...}, ensure_ascii=False).encode()
+
+
+SPLIT_LINES = {
+    "mobile event": event_line(),
+    "non-ASCII text": event_line(city="São Paulo", event_properties={"título": "ação 😀"}),
+    "web event, no properties": event_line(platform="Web", event_properties={}, user_properties=None),
+    "no location": event_line(city=..., country=..., ip_address=...),
+    "location from a zero coordinate": event_line(city=..., country=..., ip_address=..., location_lat=0),
+    "integer coordinates": event_line(location_lat=-23, location_lng=46),
+    "timestamp with an offset": event_line(event_time="2024-02-05T12:00:00.5+02:00"),
+    "timestamp without a fraction": event_line(client_event_time="2024-02-05 10:00:00"),
+    "unkept fields of any shape": event_line(groups={"a": [1, {"b": None}]}, plan=None, source_id=7),
+    "duplicate field, the last wins": event_line()[:-1] + b', "event_type": "second"}',
+    "blank around the object": b"  " + event_line() + b" \r\n",
+    # each of these fails somewhere in the typed decoding, so the event goes the standard way
+    "event_type too long": event_line(event_type="x" * 256),
+    "event_type missing": event_line(event_type=...),
+    "event_time not a timestamp": event_line(event_time="yesterday"),
+    "NUL in a string": event_line(city="Sao\x00Paulo"),
+    "NUL in a string of a table the event does not feed": event_line(platform="Web", device_brand="\x00"),
+    "integer as a float": event_line(amplitude_id=12345.0),
+    "integer out of range": event_line(**{"$schema": 2**31}),
+    "boolean as a number": event_line(paying=0),
+    "properties not an object": event_line(event_properties=["a"]),
+    "platform not a string": event_line(platform=7),
+    "unpaired surrogate in an unkept field": event_line()[:-1] + b', "plan": "\\ud800"}',
+    "unpaired surrogate in a kept field": event_line()[:-1] + b', "city": "\\udc00"}',
+    "NaN in a kept object": event_line()[:-1] + b', "data": {"x": NaN}}',
+    "surrogate bytes in an unkept field": event_line()[:-1] + b', "plan": "\xed\xa0\x80"}',
+    # lines that are no events: the same error either way
+    "invalid UTF-8 in an unkept field": event_line()[:-1] + b', "plan": "\xff"}',
+    "not JSON": b"{oops",
+    "not an object": b"[1, 2]",
+    "no uuid": event_line(uuid=""),
+    "uuid not a string": event_line(uuid=5),
+}
+
+
+@pytest.mark.parametrize("timestamps_as_text", [False, True], ids=["datetimes", "text"])
+@pytest.mark.parametrize("line", SPLIT_LINES.values(), ids=SPLIT_LINES.keys())
+def test_split_lines_give_the_rows_and_errors_of_the_standard_path(line, timestamps_as_text):
+    """An event the typed decoding accepts gives the rows, converted and sized, that the validator
+    makes of :func:`split_event`'s rows; any other line gives :func:`split_event`'s rows (which the
+    writer then checks) or :func:`parse_line`'s error."""
+    splitter = EventSplitter(timestamps_as_text=timestamps_as_text)
+    try:
+        expected = split_event(parse_line(line, 3))
+    except EventFormatError as exc:
+        with pytest.raises(EventFormatError, match=re.escape(str(exc))):
+            splitter.split(line, 3)
+        return
+    rows = splitter.split(line, 3)
+    assert list(rows) == list(expected)
+    for name, row in rows.items():
+        if type(row) is CheckedRow:
+            validator = RowValidator(TABLE_BY_NAME[name], timestamps_as_text=timestamps_as_text)
+            assert (row.values, row.size) == validator.check_values(0, expected[name])
+        else:
+            assert row == expected[name]
+
+
+def test_events_the_tables_accept_are_split_by_the_typed_decoding():
+    splitter = EventSplitter(timestamps_as_text=False)
+    for name in ("mobile event", "non-ASCII text", "timestamp with an offset", "blank around the object"):
+        assert all(type(row) is CheckedRow for row in splitter.split(SPLIT_LINES[name], 1).values()), name
+    for name in ("event_type too long", "NUL in a string", "surrogate bytes in an unkept field"):
+        assert all(type(row) is dict for row in splitter.split(SPLIT_LINES[name], 1).values()), name
+
+
+def test_a_bad_row_is_reported_before_a_bad_line_that_follows_it(engine):
+    """Batches are written in a thread of their own while the next lines are read; an error still
+    comes out as if each batch had been written when it filled up."""
+
+    def split_then_break():
+        batch = events(4)
+        batch[3] = {**batch[3], "event_type": None}
+        yield from (split_event(event) for event in batch)  # rows 2 and 3 fill the second batch
+        raise EventFormatError("line 5 is not JSON")
+
+    key = LoadKey("amplitude", "web", "2024-W06")
+    with pytest.raises(ValidationError, match="row 1, field 'event_type': is required"):
+        replace_periods(engine, key, [schema.events_part], split_then_break(), max_rows=2)
+    assert table_fingerprint(engine, schema.events_part)[0] == 0
+    with pytest.raises(EventFormatError):  # with no bad row before it, the line's error
+        replace_periods(engine, key, [schema.events_part], split_then_break(), max_rows=5)
