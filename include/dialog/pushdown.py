@@ -175,11 +175,12 @@ def _q(name: str) -> str:
 
 def _calls_sql(src: str) -> str:
     """The calls the group touches on the day, from the (group_code, created_at, call_id) index alone.
-    Their primary key lets the next statement walk them in order and group each call's rows as they
-    come, with no temporary table or sort over the rows. Equal call_ids under the column's collation
-    are one row here, as they are one group there (where ``needs_python`` catches them)."""
+    Clustered by call_id (InnoDB: no size bound, unlike a MEMORY table), they let the next statement
+    walk them in order and group each call's rows as they come, with no temporary table or sort over
+    the rows. Equal call_ids under the column's collation are one row here, as they are one group
+    there (where ``needs_python`` catches them)."""
     return f"""
-CREATE TEMPORARY TABLE pushdown_calls (PRIMARY KEY USING BTREE (call_id)) ENGINE=MEMORY
+CREATE TEMPORARY TABLE pushdown_calls (PRIMARY KEY (call_id)) ENGINE=InnoDB
 SELECT DISTINCT call_id FROM {src}
 WHERE group_code = %(group)s AND created_at >= %(start)s AND created_at < %(end)s
   AND call_id IS NOT NULL AND call_id != ''
