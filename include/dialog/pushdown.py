@@ -12,8 +12,14 @@ exactly, and the rows they write are identical to that path's:
 * content is stripped of what Python's ``str.strip()`` strips, ``empty_content`` and U+FFFD rejects get
   the same reasons and details, JSON is written as ``json.dumps(ensure_ascii=False)`` writes it;
 * insert-ignore on the unique ``call_id`` and on the rejects' (source row, reason), one transaction per
-  chunk of calls (``batch_size`` calls or about ``batch_bytes`` of source text), like the streaming
-  batches; the counts come from what the server reports it selected and inserted.
+  chunk of calls (``batch_size`` calls or about ``batch_bytes`` of conversation text), like the
+  streaming batches; the counts come from what the server reports it selected and inserted.
+
+Each call's rows are read once: the group's calls come from
+the (group_code, created_at, call_id) index alone, then one statement walks them in call_id order,
+decides each call's owner and builds its conversation in the same aggregation, into a temporary
+table; the chunks are copied from there. Only calls holding rejected rows are read a second time,
+for those rows.
 
 What only Python decides falls back to the streaming path for the whole group (before anything is
 written, the reason goes into the summary): content bytes that are not UTF-8 (Python's decoder names
@@ -48,43 +54,42 @@ _SPACES = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
 _SPACE_ORDS = ", ".join(str(int.from_bytes(c.encode(), "big")) for c in _SPACES)
 _SPACE_CLASS = "[" + "".join(f"\\\\x{{{ord(c):x}}}" for c in _SPACES) + "]"
 _FFFD_DETAIL = clip_detail(decode_content("\ufffd")[1].partition(":")[2])
-#: JSON_QUOTE writes these control characters' escapes in upper case (\u001F), json.dumps in lower.
-_UPPER_HEX_ESCAPES = "[\\\\x{b}\\\\x{e}\\\\x{f}\\\\x{1a}-\\\\x{1f}]"
 
 
 def _sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _json_string(expr: str) -> str:
-    """``expr`` as a JSON string literal, byte for byte what ``json.dumps(..., ensure_ascii=False)``
-    writes: JSON_QUOTE, unless a control character whose escape it writes in upper case is present;
-    then the escapes are spelled out."""
-    spelled = f"REPLACE(REPLACE({expr}, '\\\\', '\\\\\\\\'), '\"', '\\\\\"')"
-    for code in range(0x20):
-        escape = json.dumps(chr(code))[1:-1]
-        spelled = f"REPLACE({spelled}, CHAR({code} USING utf8mb4), {_sql_string(escape)})"
-    return f"IF({expr} REGEXP '{_UPPER_HEX_ESCAPES}', CONCAT('\"', {spelled}, '\"'), JSON_QUOTE({expr}))"
+def _strip_always(expr: str) -> str:
+    return f"REGEXP_REPLACE({expr}, '\\\\A{_SPACE_CLASS}+|{_SPACE_CLASS}+\\\\z', '')"
+
+
+def _starts_or_ends_with_space(expr: str, also: str = "") -> str:
+    return f"ORD({expr}) IN ({also}{_SPACE_ORDS}) OR ORD(RIGHT({expr}, 1)) IN ({_SPACE_ORDS})"
 
 
 def _strip(expr: str) -> str:
-    """Python's ``str.strip()`` of a utf8mb4 ``expr``; the expression only runs when the first or last
-    character is one it removes."""
-    return (
-        f"IF(ORD({expr}) IN ({_SPACE_ORDS}) OR ORD(RIGHT({expr}, 1)) IN ({_SPACE_ORDS}),"
-        f" REGEXP_REPLACE({expr}, '\\\\A{_SPACE_CLASS}+|{_SPACE_CLASS}+\\\\z', ''), {expr})"
-    )
+    """Python's ``str.strip()`` of a utf8mb4 ``expr``; the regular expression only runs when the first
+    or last character is one it removes."""
+    return f"IF({_starts_or_ends_with_space(expr)}, {_strip_always(expr)}, {expr})"
 
 
-_TEXT = _strip("s.content")
 _BYTES = "CAST(s.content AS BINARY)"
-#: decode_content's verdict on a row of valid UTF-8: NULL for usable content, else the reason.
+#: The stripped content of a usable row, NULL for a rejected one (decode_content's verdict on valid
+#: UTF-8), which GROUP_CONCAT skips. Evaluated twice a row (turn and line), so the usual
+#: row (nothing to strip, not empty) costs one test; NULLIF, which evaluates its argument twice, is
+#: left for content that ends or starts with a space, or is empty (ORD 0: NUL or nothing).
+_TEXT = (
+    f"CASE WHEN LOCATE(X'EFBFBD', {_BYTES}) > 0 THEN NULL"
+    f" WHEN {_starts_or_ends_with_space('s.content', also='0, ')}"
+    f" THEN NULLIF({_strip_always('s.content')}, '') ELSE s.content END"
+)
+#: decode_content's reason for a rejected row of valid UTF-8, NULL for a usable one.
 _REASON = (
     f"CASE WHEN s.content IS NULL THEN 'empty_content'"
     f" WHEN LOCATE(X'EFBFBD', {_BYTES}) > 0 THEN 'undecodable_text'"
-    f" WHEN LENGTH({_TEXT}) = 0 THEN 'empty_content' END"
+    f" WHEN LENGTH({_strip('s.content')}) = 0 THEN 'empty_content' END"
 )
-_USABLE = f"s.content IS NOT NULL AND LOCATE(X'EFBFBD', {_BYTES}) = 0 AND LENGTH({_TEXT}) > 0"
 #: Bytes Python's UTF-8 decoder refuses: what the server's converter replaces, and the surrogates
 #: (ED A0..BF) that MariaDB accepts and Python does not.
 _NOT_UTF8 = (
@@ -94,14 +99,46 @@ _NOT_UTF8 = (
 #: ``(speaker or "unknown").strip().lower()`` for ASCII speakers (others fall back to streaming).
 _SPEAKER = (
     "CASE WHEN s.speaker IS NULL OR LENGTH(s.speaker) = 0 THEN 'unknown'"
-    " WHEN BINARY s.speaker IN ('customer', 'agent', 'bot') THEN s.speaker"
+    f" WHEN BINARY s.speaker IN ({', '.join(map(_sql_string, SPEAKER_LABELS))}) THEN s.speaker"
     f" ELSE LOWER({_strip('s.speaker')}) END"
 )
-_LABEL = (
-    "CASE "
-    + " ".join(f"WHEN BINARY sp = {_sql_string(k)} THEN {_sql_string(v)}" for k, v in SPEAKER_LABELS.items())
-    + " ELSE sp END"
+
+
+def _labelled(operand: str, otherwise: str) -> str:
+    whens = " ".join(f"WHEN {_sql_string(k)} THEN {_sql_string(v)}" for k, v in SPEAKER_LABELS.items())
+    return f"CASE BINARY {operand} {whens} ELSE {otherwise} END"
+
+
+#: The speaker's label in dialog_text; a speaker already written as a known one is looked up once.
+_LABEL = _labelled("s.speaker", _labelled(f"({_SPEAKER})", f"({_SPEAKER})"))
+#: The speaker as a JSON string; the usual, known speakers are constants.
+_SPEAKER_JSON = (
+    "CASE BINARY s.speaker "
+    + " ".join(f"WHEN {_sql_string(k)} THEN {_sql_string(json.dumps(k))}" for k in SPEAKER_LABELS)
+    + f" ELSE JSON_QUOTE({_SPEAKER}) END"
 )
+#: A turn as ``json.dumps`` writes it, but for JSON_QUOTE's upper-case escapes (see _python_escapes).
+_TURN = (
+    "CONCAT('{\"seq\":', IFNULL(s.seq, 'null'), ',\"time\":\"', DATE_FORMAT(s.created_at, '%%Y-%%m-%%d %%H:%%i:%%s'),"
+    f' \'","speaker":\', {_SPEAKER_JSON}, \',"group_code":\', JSON_QUOTE(s.group_code),'
+    f" ',\"content\":', JSON_QUOTE({_TEXT}), '}}')"
+)
+_LINE = f"CONCAT('[', DATE_FORMAT(s.created_at, '%%H:%%i:%%s'), '] ', {_LABEL}, ': ', {_TEXT})"
+_ORDER = "ORDER BY s.created_at, s.seq, s.id"
+
+
+def _python_escapes(expr: str) -> str:
+    """``expr`` (JSON written with JSON_QUOTE) with the escapes JSON_QUOTE writes in upper case
+    (``\\u001F``) in lower case, as ``json.dumps`` writes them. An escape is a backslash that is not
+    itself escaped: one preceded by an even run of backslashes. Rare, so looked for once per call."""
+    fixed = expr
+    for code in (0x0B, 0x0E, 0x0F, *range(0x1A, 0x20)):
+        upper = f"{code:04X}"
+        fixed = (
+            f"REGEXP_REPLACE({fixed}, '(?-i)(?<!\\\\\\\\)((?:\\\\\\\\\\\\\\\\)*)\\\\\\\\u{upper}',"
+            f" '\\\\1\\\\\\\\u{upper.lower()}')"
+        )
+    return f"IF(INSTR(BINARY {expr}, '\\\\u00') > 0, {fixed}, {expr})"
 
 
 def same_server(source: sa.Engine, target: sa.Engine) -> bool:
@@ -136,75 +173,87 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _calls_sql(src: str, hint: str) -> str:
-    """Every call the group touches on the day, one row each: its first utterance's group_code and time
-    (GROUP_CONCAT ... LIMIT 1 in speaking order), its last time, whether the group owns it, its chunk.
-    ``needs_python`` marks a call the server cannot assemble exactly; any such call, owned or not,
-    sends the group to streaming. Aggregates rather than window functions: a window sort would carry
-    every row's content through a temporary table."""
+def _calls_sql(src: str) -> str:
+    """The calls the group touches on the day, from the (group_code, created_at, call_id) index alone.
+    Clustered by call_id (InnoDB: no size bound, unlike a MEMORY table), they let the next statement
+    walk them in order and group each call's rows as they come, with no temporary table or sort over
+    the rows. Equal call_ids under the column's collation are one row here, as they are one group
+    there (where ``needs_python`` catches them)."""
     return f"""
-CREATE TEMPORARY TABLE pushdown_calls (KEY (chunk)) AS
-SELECT call_id, group_code, first_time, last_time, owned, needs_python,
-       GREATEST(FLOOR((ROW_NUMBER() OVER (ORDER BY call_id) - 1) / %(batch_size)s),
-                FLOOR((SUM(text_bytes) OVER (ORDER BY call_id) - text_bytes) / %(batch_bytes)s)) AS chunk
-FROM (
-  SELECT call_id, group_code, first_time, last_time, text_bytes, needs_python,
-         BINARY group_code = BINARY %(group)s AND first_time >= %(start)s AND first_time < %(end)s AS owned
-  FROM (
-    SELECT s.call_id,
-           GROUP_CONCAT(s.group_code ORDER BY s.created_at, s.seq, s.id SEPARATOR '' LIMIT 1) AS group_code,
-           MIN(s.created_at) AS first_time,
-           MAX(s.created_at) AS last_time,
-           SUM(IFNULL(LENGTH(s.content), 0)) AS text_bytes,
-           MIN(BINARY s.call_id) <> MAX(BINARY s.call_id)
-           OR MAX(LENGTH(s.speaker) <> CHAR_LENGTH(s.speaker) OR {_NOT_UTF8}) AS needs_python
-    FROM (SELECT DISTINCT call_id FROM {src}
-          WHERE group_code = %(group)s AND created_at >= %(start)s AND created_at < %(end)s
-            AND call_id IS NOT NULL AND call_id != '') c
-    STRAIGHT_JOIN {src} s{hint} ON s.call_id = c.call_id
-    WHERE s.created_at >= %(grace_start)s AND s.created_at < %(grace_end)s
-      AND s.group_code IS NOT NULL AND s.group_code != ''
-    GROUP BY s.call_id
-  ) firsts
-) calls
-WHERE owned OR needs_python
+CREATE TEMPORARY TABLE pushdown_calls (PRIMARY KEY (call_id)) ENGINE=InnoDB
+SELECT DISTINCT call_id FROM {src}
+WHERE group_code = %(group)s AND created_at >= %(start)s AND created_at < %(end)s
+  AND call_id IS NOT NULL AND call_id != ''
 """
 
 
-def _rows_join(src: str, hint: str) -> str:
-    return f"""FROM pushdown_calls c
-    STRAIGHT_JOIN {src} s{hint} ON s.call_id = c.call_id
-    WHERE c.owned AND c.chunk = %(chunk)s
-      AND s.created_at >= %(grace_start)s AND s.created_at < %(grace_end)s
-      AND s.group_code IS NOT NULL AND s.group_code != ''"""
+def _assembled_sql(src: str, hint: str) -> str:
+    """The one read of the calls' rows: each call's owner (the first utterance's group_code and time,
+    GROUP_CONCAT ... LIMIT 1 in speaking order), its conversation built from the usable rows, its row
+    count and ``needs_python``, which marks a call the server cannot assemble exactly (one of its rows
+    differs from the call's call_id in bytes: the collation merged them). Only the calls the group
+    owns are kept, and any call marked, owned or not, which sends the whole group to streaming.
+    ``n`` numbers the calls in the order the chunks take them. Every aggregate costs per row, so what
+    can be had per call afterwards is left out (the turn count, the text size)."""
+    return f"""
+CREATE TEMPORARY TABLE pushdown_conversations (n INT UNSIGNED AUTO_INCREMENT PRIMARY KEY)
+SELECT c.call_id,
+       GROUP_CONCAT(s.group_code {_ORDER} SEPARATOR '' LIMIT 1) AS call_group,
+       MIN(s.created_at) AS first_time,
+       MAX(s.created_at) AS last_time,
+       COUNT(*) AS row_count,
+       CONCAT('[', GROUP_CONCAT({_TURN} {_ORDER} SEPARATOR ','), ']') AS turns_json,
+       GROUP_CONCAT({_LINE} {_ORDER} SEPARATOR '\\n') AS dialog_text,
+       MAX(BINARY s.call_id <> BINARY c.call_id OR LENGTH(s.speaker) <> CHAR_LENGTH(s.speaker)
+           OR {_NOT_UTF8}) AS needs_python
+FROM pushdown_calls c
+STRAIGHT_JOIN {src} s{hint} ON s.call_id = c.call_id
+WHERE s.created_at >= %(grace_start)s AND s.created_at < %(grace_end)s
+  AND s.group_code IS NOT NULL AND s.group_code != ''
+GROUP BY c.call_id
+HAVING needs_python
+    OR (BINARY call_group = BINARY %(group)s AND first_time >= %(start)s AND first_time < %(end)s)
+"""
 
 
-def _conversations_sql(src: str, dst: str, hint: str) -> str:
-    turn = (
-        "CONCAT('{\"seq\":', IFNULL(seq, 'null'), ',\"time\":\"', DATE_FORMAT(created_at, '%%Y-%%m-%%d %%H:%%i:%%s'),"
-        f' \'","speaker":\', {_json_string("sp")}, \',"group_code":\', {_json_string("row_group")},'
-        f" ',\"content\":', {_json_string('text')}, '}}')"
-    )
-    line = f"CONCAT('[', DATE_FORMAT(created_at, '%%H:%%i:%%s'), '] ', {_LABEL}, ': ', text)"
+def _turn_count(turns_json: str) -> str:
+    """The number of turns in ``turns_json``: every turn object, and nothing else, starts with
+    ``{"seq":`` (a quote inside a JSON string is escaped). 0 for a call without a usable row."""
+    return f"IFNULL((LENGTH({turns_json}) - LENGTH(REPLACE({turns_json}, '{{\"seq\":', ''))) DIV 7, 0)"
+
+
+#: The chunks, as ranges of ``n``: at most ``batch_size`` calls, and a new one once the text written
+#: before a call reaches ``batch_bytes``; with the rejected rows each holds.
+_CHUNKS_SQL = f"""
+SELECT MAX(n), SUM(rejected)
+FROM (
+  SELECT n, row_count - {_turn_count("turns_json")} AS rejected,
+         GREATEST(FLOOR((n - 1) / %(batch_size)s),
+                  FLOOR((SUM(bytes) OVER (ORDER BY n) - bytes) / %(batch_bytes)s)) AS chunk
+  FROM (
+    SELECT n, row_count, turns_json, IFNULL(LENGTH(turns_json) + LENGTH(dialog_text), 0) AS bytes
+    FROM pushdown_conversations
+  ) sized
+) calls
+GROUP BY chunk
+ORDER BY chunk
+"""
+
+
+def _conversations_sql(dst: str) -> str:
     return f"""
 INSERT IGNORE INTO {dst}.prepared_conversations
   (call_id, group_code, dialog_date, turn_count, turns_json, dialog_text, first_time, last_time,
    etl_run_id, loaded_at)
-SELECT call_id, call_group, %(day)s, COUNT(*),
-       CONCAT('[', GROUP_CONCAT({turn} ORDER BY created_at, seq, id SEPARATOR ','), ']'),
-       GROUP_CONCAT({line} ORDER BY created_at, seq, id SEPARATOR '\\n'),
+SELECT call_id, call_group, %(day)s, {_turn_count("turns_json")}, {_python_escapes("turns_json")}, dialog_text,
        first_time, last_time, %(run_id)s, %(now)s
-FROM (
-  SELECT c.call_id, c.group_code AS call_group, c.first_time, c.last_time,
-         s.id, s.seq, s.created_at, s.group_code AS row_group, {_SPEAKER} AS sp, {_TEXT} AS text
-  {_rows_join(src, hint)}
-    AND {_USABLE}
-) turns
-GROUP BY call_id
+FROM pushdown_conversations
+WHERE n > %(after)s AND n <= %(last)s AND turns_json IS NOT NULL
 """
 
 
 def _rejects_sql(src: str, dst: str, hint: str) -> str:
+    """The rejected rows of the chunk's calls that have any: the only second read of source rows."""
     return f"""
 INSERT IGNORE INTO {dst}.prepared_conversation_rejects
   (source_id, call_id, group_code, dialog_date, reason, detail, etl_run_id, rejected_at)
@@ -212,12 +261,18 @@ SELECT id, call_id, group_code, %(day)s, reason,
        IF(reason = 'undecodable_text', {_sql_string(_FFFD_DETAIL)}, NULL), %(run_id)s, %(now)s
 FROM (
   SELECT s.id, s.call_id, s.group_code, {_REASON} AS reason
-  {_rows_join(src, hint)}
+  FROM pushdown_conversations c
+  STRAIGHT_JOIN {src} s{hint} ON s.call_id = c.call_id
+  WHERE c.n > %(after)s AND c.n <= %(last)s
+    AND c.row_count > {_turn_count("c.turns_json")}
+    AND s.created_at >= %(grace_start)s AND s.created_at < %(grace_end)s
+    AND s.group_code IS NOT NULL AND s.group_code != ''
 ) candidates
 WHERE reason IS NOT NULL
 """
 
 
+_DROP = "DROP TEMPORARY TABLE IF EXISTS pushdown_calls, pushdown_conversations"
 _INFO = re.compile(r"Records:\s*(\d+)")
 
 
@@ -287,31 +342,41 @@ def load_group_pushdown(
         # Consistent reads of the source: an INSERT ... SELECT under REPEATABLE READ would lock the
         # rows it reads and hold up the source's writers.
         conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        conn.exec_driver_sql("DROP TEMPORARY TABLE IF EXISTS pushdown_calls")
+        conn.exec_driver_sql(_DROP)
         try:
-            conn.exec_driver_sql(_calls_sql(src, hint), params)
-            chunks, needs_python = conn.exec_driver_sql(
-                "SELECT MAX(chunk), MAX(needs_python) FROM pushdown_calls"
-            ).one()
-            conn.commit()
+            conn.exec_driver_sql(_calls_sql(src), params)
+            conn.exec_driver_sql(_assembled_sql(src, hint), params)
+            needs_python = conn.exec_driver_sql(
+                "SELECT MAX(needs_python) FROM pushdown_conversations"
+            ).scalar()
             if needs_python:
                 raise NotPushableError(
                     "content that is not UTF-8, a speaker outside ASCII or call_ids the collation merges"
                 )
-            conversations_sql, rejects_sql = _conversations_sql(src, dst, hint), _rejects_sql(src, dst, hint)
-            for chunk in range(int(chunks) + 1 if chunks is not None else 0):
-                now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            chunks = conn.exec_driver_sql(_CHUNKS_SQL, params).all()
+            conn.commit()
+            conversations_sql, rejects_sql = _conversations_sql(dst), _rejects_sql(src, dst, hint)
+            after = 0
+            for last, rejects in chunks:
+                chunk = {
+                    **params,
+                    "after": after,
+                    "last": last,
+                    "now": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                }
                 with conn.begin():
-                    inserted = conn.exec_driver_sql(conversations_sql, {**params, "chunk": chunk, "now": now})
-                    result.inserted += inserted.rowcount
+                    inserted = conn.exec_driver_sql(conversations_sql, chunk).rowcount
                     selected = _selected(conn)
                     result.conversations += selected
-                    result.skipped_existing += selected - inserted.rowcount
-                    conn.exec_driver_sql(rejects_sql, {**params, "chunk": chunk, "now": now})
-                    result.rejected += _selected(conn)
+                    result.inserted += inserted
+                    result.skipped_existing += selected - inserted
+                    if rejects:
+                        conn.exec_driver_sql(rejects_sql, chunk)
+                        result.rejected += _selected(conn)
+                after = last
         finally:
             conn.rollback()
-            conn.exec_driver_sql("DROP TEMPORARY TABLE IF EXISTS pushdown_calls")
+            conn.exec_driver_sql(_DROP)
     log.info("group %s on %s (pushdown): %s", group_code, day, result)
     return result
 

@@ -39,6 +39,10 @@ AWKWARD_ROWS = [
     ("C-ODD-4", "G02", "agent", "the previous day's call", 1, -13 * 3600),
     ("C-ODD-4", "G01", "customer", "reached G01 after midnight", 2, 0),
     ("c-odd-5", "G01", "agent", "lower-case call", 1, 30),
+    # Escapes next to escaped backslashes, a turn-like text, a NUL first, ideographic spaces last.
+    ("C-ODD-6", "G01", "agent", '\\\x0b\\\\\x1e \\\\u001E {"seq":1}', 1, 40),
+    ("C-ODD-6", "G01", "customer", "\x00 starts with NUL\u3000\u3000", 2, 41),
+    ("C-ODD-6", "G01", "bot", "\u3000", 3, 42),
 ]
 
 
@@ -114,7 +118,7 @@ def test_both_paths_store_identical_rows_and_rejects(three_databases):
     assert (conversations, rejects) == stored(streamed)
     # The awkward calls are there (or not) as the rules say; C-ODD-4 belongs to May 31.
     calls = {c[0] for c in conversations}
-    assert {"C-ODD-1", "C-ODD-3", "c-odd-5"} <= calls and not calls & {"C-ODD-2", "C-ODD-4"}
+    assert {"C-ODD-1", "C-ODD-3", "c-odd-5", "C-ODD-6"} <= calls and not calls & {"C-ODD-2", "C-ODD-4"}
     assert {r[4] for r in rejects if r[1] in ("C-ODD-1", "C-ODD-2")} == {"empty_content", "undecodable_text"}
 
     # Either path re-running after the other adds nothing.
