@@ -47,8 +47,9 @@ def to_arrow(table: Table, rows: Sequence[Row], fixed: Mapping[str, Any] | None 
     """``rows`` as an Arrow table of ``table``'s columns; ``fixed`` columns take one value for all rows.
 
     Keys a row lacks are NULL; keys outside the schema are ignored. (Converting the dicts in one
-    call measured faster than gathering one Python list per column first.)"""
-    batch = pa.Table.from_pylist(list(rows), schema=arrow_schema(table))
+    call to a struct array measured faster than ``Table.from_pylist``, 0.14 s against 0.24 s for
+    100,000 customers, and than gathering one Python list per column first.)"""
+    batch = pa.Table.from_struct_array(pa.array(rows, pa.struct(arrow_schema(table))))
     for name, value in (fixed or {}).items():
         index = batch.schema.get_field_index(name)
         batch = batch.set_column(
@@ -85,6 +86,19 @@ class Warehouse(abc.ABC):
     """Staging, merges, checkpoints and the daily report of the Callio tables."""
 
     dialect: Dialect
+    looks_up_moved_rows = True
+    """Whether a merge whose rows move between partitions first finds the partitions holding the
+    staged keys' current rows. BigQuery bills a MERGE by the partitions it reads, so the narrow
+    lookup pays; an embedded file has no partitions, and the lookup costs a join of every staged key
+    with the target (as much as the merge's own read of the target's narrow columns)."""
+    merges_in_one_statement = True
+    """Whether changed and new rows are written by one MERGE, or by an UPDATE and an INSERT. BigQuery
+    bills and limits DML statements; DuckDB's MERGE took 1 to 1.5 s more CPU than an INSERT to load a
+    million new customers, and the same as an UPDATE to change 200,000 of them."""
+    skips_unneeded_dedupe = False
+    """Whether to count the staged keys that repeat and leave out the newest-version window when none
+    does. Locally the count is a cheap hash aggregate and the window a sort of every staged row
+    (a third of a first merge's time); on BigQuery either is one more billed scan."""
 
     # -- engine primitives ------------------------------------------------------------------------
 
@@ -188,7 +202,7 @@ class Warehouse(abc.ABC):
         staged days bound it exactly; a customer's NgayUpdate moves forward with each change, so its
         current row may sit in any older partition: a lookup of three narrow columns (tenant, _id,
         NgayUpdate) finds the partitions holding the staged keys today, and the target is read only
-        there instead of in full."""
+        there instead of in full (where :attr:`looks_up_moved_rows`; elsewhere it is read in full)."""
         tenants, d = _distinct(tenants), self.dialect
         if not tenants:
             return {}
@@ -199,12 +213,21 @@ class Warehouse(abc.ABC):
             if low is None:
                 return _per_tenant(tenants, [])
             staged_where = d.between(day, low, high)
-            if spec.rows_move:
+            if spec.rows_move and self.looks_up_moved_rows:
                 days = [row[0] for row in self._select(sql.current_days(d, spec, tenants))]
                 target_where = d.one_of_days(f"T.{day}", days)
-            else:
+            elif not spec.rows_move:
                 target_where = d.between(f"T.{day}", low, high)
-        statements = sql.merge(d, spec, tenants, staged_where, target_where)
+        unique = self.skips_unneeded_dedupe and not self._select(sql.duplicate_keys(d, spec, tenants))[0][0]
+        statements = sql.merge(
+            d,
+            spec,
+            tenants,
+            staged_where,
+            target_where,
+            unique=unique,
+            one_statement=self.merges_in_one_statement,
+        )
         return _per_tenant(tenants, self._run_atomically(statements, sql.changes_per_tenant(d)))
 
     # -- update_log and rejects -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from include.callio import schema
 from include.callio.schema import Table
 
 CHANGES = "staged_changes"  # temporary table of the staged rows a statement batch writes
+NEW_KEY = "is_new_key"  # its column marking the rows whose key the target lacks (see merge)
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,25 @@ def _tenant_filter(d: Dialect, tenants: Sequence[str], alias: str | None = None)
     return f"{d.columns(['tenant'], alias)} IN ({d.strings(tenants)})"
 
 
-def staged_rows(d: Dialect, spec: MergeSpec, tenants: Sequence[str], where: str = "TRUE") -> str:
-    """The staged rows of ``tenants``, one per key: the newest version."""
+def staged_rows(
+    d: Dialect, spec: MergeSpec, tenants: Sequence[str], where: str = "TRUE", unique: bool = False
+) -> str:
+    """The staged rows of ``tenants``, one per key: the newest version.
+
+    ``unique``: no key is staged twice (see :func:`duplicate_keys`), so every row is its key's newest
+    and the window that picks it is left out."""
+    rows = f"SELECT {d.columns(spec.staging.column_names)} FROM {d.table(spec.staging)} WHERE {_tenant_filter(d, tenants)} AND {where}"
+    if unique:
+        return rows
     order = ", ".join(f"{d.ident(c)} DESC NULLS LAST" for c in spec.newest_first)
+    return f"{rows} QUALIFY ROW_NUMBER() OVER (PARTITION BY {d.columns(spec.key)} ORDER BY {order}) = 1"
+
+
+def duplicate_keys(d: Dialect, spec: MergeSpec, tenants: Sequence[str]) -> str:
+    """How many keys ``tenants`` staged more than once."""
     return (
-        f"SELECT {d.columns(spec.staging.column_names)} FROM {d.table(spec.staging)} "
-        f"WHERE {_tenant_filter(d, tenants)} AND {where} "
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {d.columns(spec.key)} ORDER BY {order}) = 1"
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {d.table(spec.staging)} WHERE {_tenant_filter(d, tenants)} "
+        f"GROUP BY {d.columns(spec.key)} HAVING COUNT(*) > 1) AS D"
     )
 
 
@@ -165,17 +178,23 @@ def merge(
     tenants: Sequence[str],
     staged_where: str = "TRUE",
     target_where: str = "TRUE",
+    *,
+    unique: bool = False,
+    one_statement: bool = True,
 ) -> list[str]:
     """Statements that move the staged rows of ``tenants`` into the target, then clear them.
 
     The rows that will change (new keys, and for updatable tables changed versions) are collected
-    first into :data:`CHANGES`, so the batch can report per tenant what it wrote; the MERGE then
-    applies exactly those. ``target_where`` (on alias ``T``) must admit every partition holding a
-    version of a staged key, or that key would be inserted a second time.
+    first into :data:`CHANGES`, so the batch can report per tenant what it wrote; a MERGE then
+    applies exactly those, or with ``one_statement`` false an UPDATE of the changed keys and an
+    INSERT of the new ones (:data:`NEW_KEY` marks them). ``target_where`` (on alias ``T``) must admit
+    every partition holding a version of a staged key, or that key would be inserted a second time.
+    ``unique``: as for :func:`staged_rows`.
     """
     target, last_key = d.table(spec.target), d.ident(spec.key[-1])
     compared = list(spec.key)
-    changed = [f"T.{last_key} IS NULL"]
+    new_key = f"T.{last_key} IS NULL"
+    changed = [new_key]
     if spec.updates:
         compared += ["row_hash"] + ([spec.only_newer] if spec.only_newer else [])
         newer = ""
@@ -183,22 +202,32 @@ def merge(
             col = d.ident(spec.only_newer)
             newer = f"(T.{col} IS NULL OR S.{col} > T.{col}) AND "
         changed.append(f"({newer}S.{d.ident('row_hash')} IS DISTINCT FROM T.{d.ident('row_hash')})")
+    split = spec.updates and not one_statement
+    flag = f", {new_key} AS {d.ident(NEW_KEY)}" if split else ""
     changes = (
-        f"CREATE TEMP TABLE {CHANGES} AS SELECT S.* FROM ({staged_rows(d, spec, tenants, staged_where)}) AS S "
+        f"CREATE TEMP TABLE {CHANGES} AS SELECT S.*{flag} "
+        f"FROM ({staged_rows(d, spec, tenants, staged_where, unique)}) AS S "
         f"LEFT JOIN (SELECT {d.columns(compared)} FROM {target} AS T WHERE {target_where}) AS T "
         f"ON {_key_match(d, spec.key)} WHERE {' OR '.join(changed)}"
     )
     columns = spec.target.column_names
-    if spec.updates:
-        updated = ", ".join(f"{d.ident(c)} = S.{d.ident(c)}" for c in columns if c not in spec.key)
-        write = (
+    insert = f"INSERT INTO {target} ({d.columns(columns)}) SELECT {d.columns(columns)} FROM {CHANGES}"
+    updated = ", ".join(f"{d.ident(c)} = S.{d.ident(c)}" for c in columns if c not in spec.key)
+    if not spec.updates:
+        writes = [insert]
+    elif split:
+        writes = [
+            f"UPDATE {target} AS T SET {updated} FROM {CHANGES} AS S "
+            f"WHERE NOT S.{d.ident(NEW_KEY)} AND {target_where} AND {_key_match(d, spec.key)}",
+            f"{insert} WHERE {d.ident(NEW_KEY)}",
+        ]
+    else:
+        writes = [
             f"MERGE INTO {target} AS T USING {CHANGES} AS S ON {target_where} AND {_key_match(d, spec.key)} "
             f"WHEN MATCHED THEN UPDATE SET {updated} "
             f"WHEN NOT MATCHED THEN INSERT ({d.columns(columns)}) VALUES ({d.columns(columns, 'S')})"
-        )
-    else:
-        write = f"INSERT INTO {target} ({d.columns(columns)}) SELECT {d.columns(columns)} FROM {CHANGES}"
-    return [changes, write, clear_staging(d, spec.staging, tenants)]
+        ]
+    return [changes, *writes, clear_staging(d, spec.staging, tenants)]
 
 
 def replace(d: Dialect, spec: MergeSpec, tenants: Sequence[str]) -> list[str]:
