@@ -48,14 +48,18 @@ CHUNK_ROWS = 100_000
 BATCH_ROWS = 250_000
 #: DuckDB's memory cap while copying (None: DuckDB's default, 80% of RAM, which lets its buffer pool
 #: grow with the window). ``message_history`` has no index that must fit in memory (migration 2), and
-#: sorts, joins and aggregations beyond the cap spill to a temporary directory beside the file, so a
-#: window of any size copies within it: 1,000,000 messages did at 160 MB as at 250,000 (bench.chatbot).
-COPY_MEMORY_LIMIT: str | None = "160MB"
-#: DuckDB's worker threads while copying (None: DuckDB's default, one per core). The copy already keeps
+#: sorts, joins and window functions beyond the cap spill to a temporary directory beside the file, so
+#: a window of any size copies within it. Aggregates do not spill: a batch of contexts needs 110 to 130
+#: MB on one thread, twice that on two (250,000 messages, short or 600-character replies alike).
+COPY_MEMORY_LIMIT: str | None = "320MB"
+#: DuckDB's worker threads while loading (None: DuckDB's default, one per core). The load already keeps
 #: a second thread busy reading PostgreSQL's CSV: on the shared 2-core machine one DuckDB thread copied
 #: 250,000 messages in 4.45 s against 5.16 s with two under load 5 to 7, and 2.44 s against 2.38 s under
 #: load 2 (medians of 3), with 15 to 20 MB less memory either way.
 COPY_THREADS: int | None = 1
+#: DuckDB's worker threads for response times and contexts, once the reader is done: two cut them from
+#: 1.9 to 1.2 s at 1,000,000 messages on 2 cores, within the cap above.
+REFRESH_THREADS: int | None = 2
 
 _WINDOW = "(m.updated_at AT TIME ZONE 'UTC', m.id) <= (%(end_ts)s, %(end_id)s) {after}"
 _AFTER = "AND (m.updated_at AT TIME ZONE 'UTC', m.id) > (%(start_ts)s, %(start_id)s)"
@@ -172,21 +176,21 @@ WHERE h.rowid = r.rid AND r.role = 'user' AND h.response_time_ms IS DISTINCT FRO
 """
 _CONTEXTS = f"""
 INSERT INTO conversation_context
-WITH turns AS (  -- one pass: counts and the last turns (newest first) kept by a top-n aggregate, not a sort
+WITH turns AS MATERIALIZED (  -- one pass: counts, and the row ids of the latest turns kept by a top-n aggregate
     SELECT session_id, count(*) AS n, max(created_at) AS last_created, max(updated_at) AS last_updated,
-           max_by({{'role': role, 'text': coalesce(content, '')}}, (created_at, source_id), {SUMMARY_TURNS}) AS latest
+           max_by(rowid, (created_at, source_id), {SUMMARY_TURNS}) AS latest
     FROM message_history WHERE session_id IN (SELECT session_id FROM batch_sessions) GROUP BY session_id
-), collapsed AS (  -- oldest first, whitespace collapsed as Python's split() would
-    SELECT session_id, n, last_created, last_updated, list_transform(list_reverse(latest), lambda t: {{
-        'role': t.role, 'text': CASE WHEN regexp_matches(t.text, '{_ODD_SPACE}|  |^ | $')
-                                     THEN trim(regexp_replace(t.text, '{_SPACE}', ' ', 'g')) ELSE t.text END
-    }}) AS latest
-    FROM turns
-), summaries AS (
-    SELECT session_id, n, last_created, last_updated, array_to_string(list_transform(latest, lambda t:
-        t.role || ': ' || substring(t.text, 1, {SUMMARY_CHARS}) || CASE WHEN length(t.text) > {SUMMARY_CHARS} THEN '…' ELSE '' END
-    ), chr(10)) AS summary
-    FROM collapsed
+), texts AS (  -- the latest turns' texts fetched by row id, whitespace collapsed as Python's split() would
+    SELECT h.session_id, h.created_at, h.source_id, h.role,
+           CASE WHEN regexp_matches(h.content, '{_ODD_SPACE}|  |^ | $')
+                THEN trim(regexp_replace(h.content, '{_SPACE}', ' ', 'g')) ELSE coalesce(h.content, '') END AS text
+    FROM message_history h JOIN (SELECT unnest(latest) AS rid FROM turns) l ON h.rowid = l.rid
+), summaries AS (  -- oldest first (a list sorted per session: an ordered aggregate buffers the batch)
+    SELECT session_id, array_to_string(list_transform(list_sort(list({{
+        'at': (created_at, source_id),
+        'line': role || ': ' || substring(text, 1, {SUMMARY_CHARS}) || CASE WHEN length(text) > {SUMMARY_CHARS} THEN '…' ELSE '' END
+    }})), lambda e: e.line), chr(10)) AS summary
+    FROM texts GROUP BY session_id
 ), entity_rows AS MATERIALIZED (  -- the batch's rows first: else json_each may run on every row's entities
     SELECT session_id, created_at, source_id, entities FROM message_history
     WHERE session_id IN (SELECT session_id FROM batch_sessions) AND entities IS NOT NULL AND entities NOT IN ('{{}}', 'null')
@@ -203,8 +207,8 @@ WITH turns AS (  -- one pass: counts and the last turns (newest first) kept by a
     ) WHERE text IS NOT NULL
 )
 SELECT w.session_id, w.phone_number, w.turn_id, coalesce(s.summary, ''), ej.json, pj.json, w.state,
-       coalesce(s.n, 0), s.last_created, s.last_updated
-FROM batch_sessions w LEFT JOIN summaries s USING (session_id)
+       coalesce(t.n, 0), t.last_created, t.last_updated
+FROM batch_sessions w LEFT JOIN turns t USING (session_id) LEFT JOIN summaries s USING (session_id)
      LEFT JOIN entities e USING (session_id) LEFT JOIN canonical ej ON ej.text = e.merged
      LEFT JOIN canonical pj ON pj.text = w.user_profile
 """
@@ -321,6 +325,8 @@ def copy_window(
                 f"SELECT DISTINCT CAST(created_at AS DATE) FROM message_history WHERE {copied}", params
             ).fetchall()
             clock.lap("sessions")
+            if REFRESH_THREADS:
+                duck.execute(f"SET threads = {REFRESH_THREADS}")
             _refresh_sessions(duck, clock)
             duck.execute(
                 "INSERT OR REPLACE INTO etl_watermark VALUES (?, ?, ?, ?)",

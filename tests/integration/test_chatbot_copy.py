@@ -160,3 +160,40 @@ def test_batches_and_an_overlapping_window_change_nothing(chatbot, monkeypatch):
         assert conn.execute(
             "SELECT count(*), count(DISTINCT message_id) FROM message_history"
         ).fetchone() == (17, 17)
+
+
+def test_long_replies_copy_within_a_small_memory_cap(chatbot, monkeypatch):
+    """Only each session's latest turns' texts are held: replies of 4,000 characters (80 MB in all) copy
+    in one batch under a 64 MB cap, and their summary lines are Python's, whitespace collapsed."""
+    engine, tmp = chatbot
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO sessions (session_id, user_id, state) SELECT 'long-' || g, min(u.id), 'qualifying'"
+                " FROM generate_series(1, 2000) g, users u GROUP BY g"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO messages (message_id, session_id, role, content, created_at, updated_at)"
+                " SELECT 'long-' || s.id || '-' || k, s.id, CASE WHEN k % 2 = 0 THEN 'user' ELSE 'assistant' END,"
+                " repeat(E'Temos  opções\\n\\tde ' || k || ' ', 200), :at + k * interval '1 second', :at"
+                " FROM sessions s, generate_series(0, 9) k WHERE s.session_id LIKE 'long-%'"
+            ),
+            {"at": AT},
+        )
+    monkeypatch.setattr(analytics, "COPY_MEMORY_LIMIT", "64MB")
+    monkeypatch.setattr(analytics, "REFRESH_THREADS", 1)
+    path = tmp / "long.duckdb"
+    copied = _copy(engine, path, chunk_rows=5000)
+    assert copied["messages"] == 20_000 + 9
+    with duckdb.connect(str(path), read_only=True) as conn:
+        summary = conn.execute(
+            "SELECT summary FROM conversation_context WHERE session_id = 'long-7'"
+        ).fetchone()[0]
+    expected = []
+    for k in range(4, 10):
+        text = " ".join((f"Temos  opções\n\tde {k} " * 200).split())
+        role = "user" if k % 2 == 0 else "assistant"
+        expected.append(f"{role}: {text[: analytics.SUMMARY_CHARS]}…")
+    assert summary.splitlines() == expected
