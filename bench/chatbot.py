@@ -17,9 +17,8 @@ table, to show whether its peak RSS depends on the table's size (with the copy's
 cap, ``COPY_MEMORY_LIMIT``), and both sizes once more without the cap (DuckDB's own default, 80% of
 RAM). Then embeddings per second of the embedder the DAG loads (WordLlama's bundled model if
 installed, else the hashing fallback) and of the fallback, on ``--embed`` message texts. Last, ours
-once more on a table of twice the messages: a
-quarter of the table may stay below the cap, where the peak still grows with the window; twice the
-table shows whether it grows once the cap binds. Targets: ours >= 0.7x the limit, peak RSS
+once more on a table of twice the messages: a quarter of the table may stay below the cap, where the
+peak still grows with the window; twice the table shows whether it grows once the cap binds. Targets: ours >= 0.7x the limit, peak RSS
 independent of size (within 1.25x from N/4 to N, and from N to 2N).
 
     python -m bench.chatbot --messages 200000
