@@ -240,7 +240,10 @@ _COPIED_AFTER = "AND (updated_at > $start_ts OR (updated_at = $start_ts AND sour
 def _refresh_sessions(duck, clock: _Clock) -> None:
     """Response times and contexts of the touched sessions, in batches of about :data:`BATCH_ROWS` of
     their messages (sessions split by a hash of their id): the working memory of the window functions
-    and aggregations is that of one batch, whatever the window's size."""
+    and aggregations is that of one batch, whatever the window's size. They run once the reader is
+    done, so on :data:`REFRESH_THREADS` threads."""
+    if REFRESH_THREADS:
+        duck.execute(f"SET threads = {REFRESH_THREADS}")
     rows = duck.execute(
         "SELECT count(*) FROM message_history WHERE session_id IN (SELECT session_id FROM window_sessions)"
     ).fetchone()[0]
@@ -324,8 +327,6 @@ def copy_window(
                 f"SELECT DISTINCT CAST(created_at AS DATE) FROM message_history WHERE {copied}", params
             ).fetchall()
             clock.lap("sessions")
-            if REFRESH_THREADS:
-                duck.execute(f"SET threads = {REFRESH_THREADS}")
             _refresh_sessions(duck, clock)
             duck.execute(
                 "INSERT OR REPLACE INTO etl_watermark VALUES (?, ?, ?, ?)",
