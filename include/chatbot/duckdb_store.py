@@ -27,6 +27,8 @@ import duckdb
 EMBEDDING_DIM = 256
 VERSION_TABLE = "chatbot_schema_version"
 LOCK_MESSAGE = "could not set lock"
+#: The name a file opened with a row group size of its own is attached under.
+ATTACHED = "chatbot_analytics"
 
 #: ``message_history`` after its ``message_id``, unchanged since migration 1.
 _HISTORY_COLUMNS = """source_id BIGINT NOT NULL,
@@ -109,15 +111,23 @@ class DuckDBLockedError(RuntimeError):
 
 @contextlib.contextmanager
 def connect(
-    path: str | Path, *, read_only: bool = False, lock_timeout: float = 10.0
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    lock_timeout: float = 10.0,
+    row_group_size: int | None = None,
 ) -> Generator[duckdb.DuckDBPyConnection]:
-    """Open the file (creating its directory), waiting up to ``lock_timeout`` s for another holder."""
+    """Open the file (creating its directory), waiting up to ``lock_timeout`` s for another holder.
+
+    ``row_group_size`` (rows) sets the size of the row groups this connection writes, in place of
+    DuckDB's 122,880: a transaction's uncommitted appends are held in memory until a row group fills,
+    so a writer that appends many rows in one long transaction holds less with smaller groups."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + lock_timeout
     while True:
         try:
-            conn = duckdb.connect(str(path), read_only=read_only and path.exists())
+            conn = _open(path, read_only and path.exists(), row_group_size)
             break
         except duckdb.IOException as exc:
             if LOCK_MESSAGE not in str(exc).lower():
@@ -133,6 +143,28 @@ def connect(
         yield conn
     finally:
         conn.close()
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _open(path: Path, read_only: bool, row_group_size: int | None) -> duckdb.DuckDBPyConnection:
+    """The file as the connection's default database. A row group size is an option of ``ATTACH``
+    only, so then the file is attached to an in-memory session and made its default, with the
+    temporary directory DuckDB gives a file of its own (``<file>.tmp``) rather than the working one."""
+    if row_group_size is None:
+        return duckdb.connect(str(path), read_only=read_only)
+    conn = duckdb.connect()
+    try:
+        options = f"ROW_GROUP_SIZE {int(row_group_size)}" + (", READ_ONLY" if read_only else "")
+        conn.execute(f"ATTACH {_quoted(str(path))} AS {ATTACHED} ({options})")
+        conn.execute(f"USE {ATTACHED}")
+        conn.execute(f"SET temp_directory = {_quoted(f'{path}.tmp')}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:

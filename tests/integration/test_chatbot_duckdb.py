@@ -105,20 +105,42 @@ time.sleep(30)
 """
 
 
-def test_a_file_held_by_another_process_gives_a_retryable_error(tmp_path):
+@pytest.mark.parametrize("row_group_size", [None, 16_384])
+def test_a_file_held_by_another_process_gives_a_retryable_error(tmp_path, row_group_size):
     path = tmp_path / "chatbot.duckdb"
     init_duckdb(path)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(DuckDBLockedError, match="locked by another process"):
-            init_duckdb_with_short_wait(path)
+            init_duckdb_with_short_wait(path, row_group_size)
     finally:
         holder.kill()
         holder.wait()
     assert init_duckdb(path)["version"] == MIGRATIONS[-1][0], "the file is intact afterwards"
 
 
-def init_duckdb_with_short_wait(path):
-    with connect(path, lock_timeout=0.5) as conn:
+def init_duckdb_with_short_wait(path, row_group_size):
+    with connect(path, lock_timeout=0.5, row_group_size=row_group_size) as conn:
         conn.execute("SELECT 1")
+
+
+def test_a_row_group_size_of_its_own_writes_smaller_groups_into_the_same_file(tmp_path):
+    """The copy opens the file with small row groups; every other reader opens it as before."""
+    path = tmp_path / "chatbot.duckdb"
+    init_duckdb(path)
+    with connect(path, row_group_size=16_384) as conn:
+        assert conn.execute("SELECT current_setting('temp_directory')").fetchone()[0] == f"{path}.tmp"
+        conn.begin()
+        conn.execute(
+            "INSERT INTO etl_watermark SELECT 'w' || range, TIMESTAMP '2026-01-01', range, now()::TIMESTAMP"
+            " FROM range(50000)"
+        )
+        conn.commit()
+        groups = conn.execute(
+            "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('etl_watermark')"
+        ).fetchone()[0]
+    assert groups == 4  # 50,000 rows in groups of 16,384; DuckDB's default would make one
+    with connect(path, read_only=True) as conn:
+        assert conn.execute("SELECT count(*), max(last_id) FROM etl_watermark").fetchone() == (50000, 49999)
+    assert not (tmp_path / ".tmp").exists() and not list(tmp_path.glob("*.tmp"))
