@@ -27,6 +27,10 @@ Contenders (:mod:`bench.product_contenders`):
 
 Memory: ours also runs the full load with ``limit`` 4000, whose peak should rise with the batch, and
 with ``--rss-check`` on twice the rows, whose peak should not rise with the table.
+
+Where the time goes: after phase 1, ours runs once more with each step timed, and ours and the limit
+are charged their client and server CPU; from these, the best share of the limit ours could reach
+(:mod:`bench.product_profile`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from bench import product_profile
 from bench.common import Contender, FreshWorker, Measure, interleave, mariadb_database, report, verdict
 from bench.product_contenders import BATCH, FIRST_AT, baseline, limit, ours, prepare, warm
 from include.common.watermark import Watermark, load_watermark, save_watermark
@@ -173,6 +178,16 @@ def _full_load_phase(
     return measures, normalizing
 
 
+def _where_the_time_goes(engine, worker, total: int, normalizing_us: float) -> dict:
+    """The limit charged its CPU, then ours profiled step by step, which leaves ours' full load behind
+    for phase 2 (:mod:`bench.product_profile`)."""
+    _then_start(lambda: _empty(engine), worker)()
+    limit_run = worker.run(product_profile.charge_limit)
+    _then_start(lambda: _empty(engine), worker)()
+    ours_run = worker.run(product_profile.profile_ours)
+    return product_profile.report(ours_run, limit_run, normalizing_us * total / 1e6)
+
+
 def _changed_phase(
     engine, worker, total: int, baseline_rows: int, repeat: int
 ) -> tuple[list[Measure], int, float]:
@@ -240,6 +255,7 @@ def main() -> None:
         (ours, base, limit, ours_4000), norm_full = _full_load_phase(
             engine, worker, total, baseline_rows, args.repeat
         )
+        profile = _where_the_time_goes(engine, worker, total, norm_full)
         (ours_chg, base_chg, limit_chg), changed, norm_chg = _changed_phase(
             engine, worker, total, baseline_rows, args.repeat
         )
@@ -302,6 +318,7 @@ def main() -> None:
                 "ours_changed_rss_mb": ours_chg.rss_mb,
                 "ours_2x_rss_mb": ours_2x.rss_mb if ours_2x is not None else None,
                 "idle_worker_rss_mb": idle_mb,
+                "profile": profile,
                 "all_targets_met": all(results),
             }
         )
