@@ -130,7 +130,6 @@ def test_a_row_group_size_of_its_own_writes_smaller_groups_into_the_same_file(tm
     path = tmp_path / "chatbot.duckdb"
     init_duckdb(path)
     with connect(path, row_group_size=16_384) as conn:
-        assert conn.execute("SELECT current_setting('temp_directory')").fetchone()[0] == f"{path}.tmp"
         conn.begin()
         conn.execute(
             "INSERT INTO etl_watermark SELECT 'w' || range, TIMESTAMP '2026-01-01', range, now()::TIMESTAMP"
@@ -143,4 +142,23 @@ def test_a_row_group_size_of_its_own_writes_smaller_groups_into_the_same_file(tm
     assert groups == 4  # 50,000 rows in groups of 16,384; DuckDB's default would make one
     with connect(path, read_only=True) as conn:
         assert conn.execute("SELECT count(*), max(last_id) FROM etl_watermark").fetchone() == (50000, 49999)
-    assert not (tmp_path / ".tmp").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_what_spills_goes_beside_the_file_and_is_gone_when_it_closes(tmp_path, monkeypatch):
+    """Opened by ``ATTACH``, DuckDB would spill into ``.tmp`` of the working directory (a task's could be
+    anywhere); the copy spills beside its file, as a plainly opened file does, and leaves nothing."""
+    path = tmp_path / "chatbot.duckdb"
+    init_duckdb(path)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    with connect(path, row_group_size=16_384) as conn:
+        conn.execute("SET memory_limit = '32MB'")
+        conn.execute("SET threads = 1")
+        sorted_rows = conn.execute(
+            "SELECT count(*) FROM (SELECT md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS t"
+            " FROM range(2000000) ORDER BY t)"
+        ).fetchone()[0]
+        assert sorted_rows == 2_000_000
+        assert (tmp_path / "chatbot.duckdb.tmp").is_dir(), "the sort spilled beside the file"
+        assert not (tmp_path / "cwd" / ".tmp").exists()
+    assert not (tmp_path / "chatbot.duckdb.tmp").exists()
