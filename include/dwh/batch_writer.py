@@ -11,11 +11,13 @@
   8 bytes per number, boolean or timestamp (``loaded_at`` included). That is what travels to the
   server, so the bound protects MySQL's ``max_allowed_packet`` and the server's memory; a row larger
   than ``max_bytes`` on its own is rejected as invalid. A batch is one multi-row ``INSERT``
-  (on PostgreSQL with psycopg 3: one ``nextval`` query reserving the ids and one COPY).
-* **Ids come back in input order.** PostgreSQL with psycopg 3: the chunk's ids are drawn from the
-  table's sequence first and given to the rows in ascending order; other drivers go through
-  SQLAlchemy's ordered RETURNING (``INSERT ... SELECT ... ORDER BY <position> RETURNING id``). SQLite: ``RETURNING`` sorted, because one statement's
-  rowids are assigned ascending in VALUES order while it holds the write lock. MySQL/MariaDB:
+  (on PostgreSQL with psycopg 3, rows streamed into a COPY: one for the whole write when ``rows`` is
+  a sized collection, such as a parsed request body, else one per batch).
+* **Ids come back in input order.** PostgreSQL with psycopg 3: the ids are drawn from the table's
+  sequence first (all at once when ``rows`` is sized) and given to the rows in ascending order;
+  other drivers go through SQLAlchemy's ordered RETURNING
+  (``INSERT ... SELECT ... ORDER BY <position> RETURNING id``). SQLite: ``RETURNING`` sorted, because
+  one statement's rowids are assigned ascending in VALUES order while it holds the write lock. MySQL/MariaDB:
   ``LAST_INSERT_ID()``, because a multi-row ``INSERT ... VALUES`` is a "simple insert" for which
   InnoDB reserves all its auto-increment values at once (consecutive in every
   ``innodb_autoinc_lock_mode``), so the ids are ``first + k * @@auto_increment_increment``.
@@ -40,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -171,7 +173,10 @@ def write_rows(
                 continue
             if insert is None:  # connect only once there is something valid to write
                 conn = stack.enter_context(engine.begin())
-                insert = _inserter(conn, table, (*validator.columns, "loaded_at"))
+                columns = (*validator.columns, "loaded_at")
+                insert = _inserter(
+                    conn, table, columns, stack, len(rows) if isinstance(rows, Sized) else None
+                )
             inserted.extend(insert(chunk))
             batches += 1
         if errors:
@@ -180,15 +185,20 @@ def write_rows(
 
 
 def _inserter(
-    conn: sa.Connection, table: sa.Table, columns: Sequence[str]
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    stack: contextlib.ExitStack,
+    expected_rows: int | None,
 ) -> Callable[[list[Params]], list[int]]:
     """A function writing one chunk (rows of values in ``columns`` order) with one INSERT and returning
-    the new ids in input order."""
+    the new ids in input order. What it leaves open (PostgreSQL's COPY) is closed by ``stack``, before
+    the transaction ends; ``expected_rows`` is the number of input rows, when known beforehand."""
     dialect, driver = conn.dialect.name, conn.dialect.driver
     if dialect == "mysql":
         return _mysql_inserter(conn, table, columns)
     if dialect == "postgresql" and driver == "psycopg":
-        return _psycopg_inserter(conn, table, columns)
+        return _psycopg_inserter(conn, table, columns, stack, expected_rows)
     if dialect == "postgresql":
         # SQLAlchemy's INSERT ... SELECT ... ORDER BY sentinel: ids come back in parameter order.
         ordered = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
@@ -204,14 +214,25 @@ def _inserter(
 
 
 def _psycopg_inserter(
-    conn: sa.Connection, table: sa.Table, columns: Sequence[str]
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    stack: contextlib.ExitStack,
+    expected_rows: int | None,
 ) -> Callable[[list[Params]], list[int]]:
-    """psycopg 3: draw the chunk's ids from the table's sequence in one query, then ``COPY`` the rows,
-    ids included, straight into the table. The sorted ids go to the rows in input order, so ids rise
-    with the input as a server-side default would make them; each id comes from ``nextval``, so none
-    can collide with another writer's. COPY is the fastest way in: one statement and one stream per
-    chunk, no staging table, and no INSERT whose placeholders psycopg parses in Python; in COPY's
-    binary format where the table's column types allow it (:func:`_binary_copy_types`)."""
+    """psycopg 3: draw ids from the table's sequence in one query, then ``COPY`` the rows, ids included,
+    straight into the table. The sorted ids go to the rows in input order, so ids rise with the input
+    as a server-side default would make them; each id comes from ``nextval``, so none can collide with
+    another writer's. COPY is the fastest way in: no staging table, and no INSERT whose placeholders
+    psycopg parses in Python; in COPY's binary format where the table's column types allow it
+    (:func:`_binary_copy_types`).
+
+    When the number of input rows is known (``expected_rows``), the ids of them all are drawn at once
+    and every chunk goes into one COPY, left open until the write ends: the server stores each row as
+    it arrives while the next chunk is validated here, instead of each side waiting for the other at
+    every chunk's end (a query cannot run while a COPY is open). Otherwise, or when more rows come
+    than announced, each chunk draws its ids and has a COPY of its own. Ids drawn for rows that never
+    come (the write failed and is rolled back) are lost, as any rolled-back ``nextval`` is."""
     preparer = conn.dialect.identifier_preparer
     target = preparer.format_table(table)
     id_column = preparer.quote(table.c.id.name)
@@ -233,17 +254,27 @@ def _psycopg_inserter(
     copy_sql = f"COPY {target} ({id_column}, {column_list}) FROM STDIN" + (
         " (FORMAT BINARY)" if binary_types else ""
     )
+    copying = stack.enter_context(contextlib.ExitStack())  # the open COPY and its cursor
+    copy: Any = None
+    drawn: list[int] = []  # the ids drawn, ascending; the first ``given`` went to rows already
+    given = 0
+    announced = expected_rows or 0  # rows still to come, as far as known
 
     def insert_psycopg(chunk: list[Params]) -> list[int]:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute(reserve_sql, (sequence, len(chunk)))
-            ids = sorted(id_ for (id_,) in cursor.fetchall())
-            with cursor.copy(copy_sql) as copy:
-                if binary_types:
-                    copy.set_types(binary_types)
-                write_row = copy.write_row
-                for id_, row in zip(ids, chunk, strict=True):
-                    write_row((id_, *row))
+        nonlocal copy, drawn, given, announced
+        if len(drawn) - given < len(chunk):
+            copying.close()  # the COPY of the ids drawn before, if any
+            cursor = copying.enter_context(dbapi_connection.cursor())
+            cursor.execute(reserve_sql, (sequence, max(len(chunk), announced)))
+            drawn, given = sorted(id_ for (id_,) in cursor.fetchall()), 0
+            copy = copying.enter_context(cursor.copy(copy_sql))
+            if binary_types:
+                copy.set_types(binary_types)
+        ids = drawn[given : given + len(chunk)]
+        given, announced = given + len(chunk), announced - len(chunk)
+        write_row = copy.write_row
+        for id_, row in zip(ids, chunk, strict=True):
+            write_row((id_, *row))
         return ids
 
     return insert_psycopg

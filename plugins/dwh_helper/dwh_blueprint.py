@@ -80,13 +80,15 @@ def insert_rows(slug: str) -> Response:
     try:
         body = RequestRows(_body_bytes())
         rows = body.rows()
-        first = next(rows, _END)
-        if first is _END:
+        if not isinstance(rows, list):  # parsed one row at a time: is there a first?
+            first = next(rows, _END)
+            rows = [] if first is _END else itertools.chain([first], rows)
+        if rows == []:
             raise BodyError("The data list is empty: send at least one row.")
         result = write_rows(
             services().dwh_engine(),
             table,
-            itertools.chain([first], rows),
+            rows,
             max_rows=settings.max_rows_per_insert,
             max_bytes=settings.max_write_batch_bytes,
             decode_raw=body.decode_row,
@@ -148,13 +150,14 @@ class RequestRows:
             self._text = _text(self._body)
         return self._text
 
-    def rows(self) -> Iterator[Any]:
-        """The rows: their texts (:class:`msgspec.Raw`) when the body is shaped ``{"data": [...]}``
-        and msgspec reads it, else (the body then holds an error, or text msgspec does not take, such as
-        NaN or an unpaired surrogate) each row as :func:`data_rows` decodes it, errors in their turn."""
+    def rows(self) -> list[msgspec.Raw] | Iterator[Any]:
+        """The rows: a list of their texts (:class:`msgspec.Raw`) when the body is shaped
+        ``{"data": [...]}`` and msgspec reads it (so the writer knows their number), else (the body
+        then holds an error, or text msgspec does not take, such as NaN or an unpaired surrogate) each
+        row as :func:`data_rows` decodes it, errors in their turn."""
         raw_rows = self._raw_rows()
         if raw_rows is not None:
-            return iter(raw_rows)
+            return raw_rows
         text = self._decoded()
         self._body = b""  # the text is all that is needed now
         return data_rows(text)

@@ -502,3 +502,73 @@ def test_binary_and_text_copy_store_the_same_values(postgres_conn):
             engine.dispose()
     assert stored_by_path[0] == stored_by_path[1]
     assert stored_by_path[0][technical_data][0]["app"] == 2**62
+
+
+@pytest.fixture
+def postgres_engine(postgres_conn):
+    from include.common.db import engine_for
+
+    engine = engine_for(postgres_conn("dwh_copy"))
+    create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def numbered_rows(count: int, **changed: dict[str, Any]) -> list[dict[str, Any]]:
+    """``count`` valid ``tmp_event_properties`` rows; ``changed`` replaces row ``int(key)``."""
+    rows = [{"uuid": f"u-{i}", "event_properties": {"i": i}} for i in range(count)]
+    for index, row in changed.items():
+        rows[int(index)] = row
+    return rows
+
+
+@pytest.mark.postgres
+def test_a_list_and_an_iterator_land_the_same_rows_with_ids_rising_in_input_order(postgres_engine):
+    """A list is written in one COPY with its ids drawn at once; an iterator a batch at a time. Both
+    give the ids in input order, and another writer's ids drawn in between go to nobody else."""
+    rows = numbered_rows(2_500)
+    first = write_rows(postgres_engine, tmp_event_properties, rows, max_rows=1_000)
+    with postgres_engine.begin() as conn:  # another writer takes the next id
+        taken = conn.exec_driver_sql("SELECT nextval('tmp_event_properties_id_seq')").scalar_one()
+    second = write_rows(postgres_engine, tmp_event_properties, iter(rows), max_rows=1_000)
+
+    assert (first.count, first.batches, second.count, second.batches) == (2_500, 3, 2_500, 3)
+    assert first.inserted_ids == list(range(1, 2_501))
+    assert taken == 2_501 and second.inserted_ids == list(range(2_502, 5_002))
+    landed = stored(postgres_engine, tmp_event_properties)
+    assert [row["id"] for row in landed] == first.inserted_ids + second.inserted_ids
+    assert [(row["uuid"], json.loads(row["event_properties"])) for row in landed] == 2 * [
+        (row["uuid"], row["event_properties"]) for row in rows
+    ]
+
+
+@pytest.mark.postgres
+def test_an_invalid_row_after_rows_went_into_the_open_copy_leaves_nothing(postgres_engine):
+    rows = numbered_rows(2_500, **{"2100": {"uuid": 7, "event_properties": {}}})
+
+    with pytest.raises(ValidationError, match="row 2100"):
+        write_rows(postgres_engine, tmp_event_properties, rows, max_rows=1_000)
+
+    assert stored(postgres_engine, tmp_event_properties) == []
+    assert write_rows(postgres_engine, tmp_event_properties, numbered_rows(3)).count == 3
+
+
+@pytest.mark.postgres
+def test_a_row_the_server_refuses_in_the_open_copy_rolls_back_every_batch(postgres_engine):
+    """The server finds the bad row while the COPY streams (here a CHECK the validator does not know);
+    the error reaches the caller, nothing is stored, and the pooled connection writes again."""
+    import psycopg
+
+    with postgres_engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE tmp_event_properties ADD CONSTRAINT not_bad CHECK (uuid <> 'bad')")
+    rows = numbered_rows(2_500, **{"1500": {"uuid": "bad", "event_properties": {}}})
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        write_rows(postgres_engine, tmp_event_properties, rows, max_rows=1_000)
+
+    assert stored(postgres_engine, tmp_event_properties) == []
+    assert write_rows(postgres_engine, tmp_event_properties, numbered_rows(3)).inserted_ids == [
+        2_501,
+        2_502,
+        2_503,
+    ]
