@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from decimal import Decimal
 
 import sqlalchemy as sa
 
@@ -19,6 +20,7 @@ items = sa.Table(
     sa.Column("code", sa.String(32), nullable=False, unique=True),
     sa.Column("name", sa.String(64)),
     sa.Column("price", sa.Numeric(12, 2)),
+    sa.Column("active", sa.Boolean),
 )
 
 
@@ -78,6 +80,42 @@ def test_upsert_inserts_then_updates_selected_columns(any_db_conn):
         )
     rows = _rows(engine)
     assert rows["a"] == ("one", 2) and rows["b"] == ("bee", 3)
+
+
+def test_upsert_returns_every_written_row_across_statements(any_db_conn):
+    """``returning`` gives each row inserted or updated, whatever the number of statements the rows
+    take (MariaDB: pages of ``RETURNING_PAGE_ROWS`` built by the helper); values go through their
+    columns' types (a boolean, a decimal) either way."""
+    engine = _engine(any_db_conn)
+    first = [
+        {"code": f"c{i:04d}", "name": "n", "price": Decimal("1.50"), "active": i % 2 == 0}
+        for i in range(2_500)
+    ]
+    with engine.begin() as conn:
+        inserted = upsert(conn, items, first, key=["code"], returning=(items.c.id, items.c.code))
+    ids = {row.code: row.id for row in inserted}
+    assert len(inserted) == 2_500 and len(set(ids.values())) == 2_500
+
+    again = [
+        {"code": f"c{i:04d}", "name": "m", "price": Decimal("2.25"), "active": None}
+        for i in range(1_300, 2_800)
+    ]
+    with engine.begin() as conn:
+        written = upsert(
+            conn, items, again, key=["code"], update=["price", "active"], returning=(items.c.id, items.c.code)
+        )
+
+    assert len(written) == 1_500
+    assert all(row.id == ids[row.code] for row in written if row.code in ids)  # updated rows keep their ids
+    with engine.connect() as conn:
+        stored = {r.code: (r.name, r.price, r.active) for r in conn.execute(sa.select(items))}
+    assert len(stored) == 2_800
+    assert stored["c0000"] == ("n", Decimal("1.50"), True) and stored["c0001"] == (
+        "n",
+        Decimal("1.50"),
+        False,
+    )
+    assert stored["c1300"] == ("n", Decimal("2.25"), None) and stored["c2799"] == ("m", Decimal("2.25"), None)
 
 
 def test_watermark_round_trip_inside_the_callers_transaction(any_db_conn):
