@@ -86,6 +86,18 @@ def upsert(
     return []
 
 
+def multi_row_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: int) -> str:
+    """``INSERT INTO table (columns) VALUES (%s, ...), ...`` for ``rows`` rows, in the driver's own
+    parameter style (MySQLdb's ``format``), to send with the rows' values flattened in one tuple: one
+    statement whose values the driver escapes in C, where an ``executemany`` formats row by row."""
+    preparer = conn.dialect.identifier_preparer
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return (
+        f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, columns))}) "
+        f"VALUES {', '.join([placeholders] * rows)}"
+    )
+
+
 #: Rows per statement of :func:`_mysql_upsert_returning`, as SQLAlchemy pages its own.
 RETURNING_PAGE_ROWS = 1000
 
@@ -101,21 +113,16 @@ def _mysql_upsert_returning(
     """MariaDB's ``INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING``, as multi-row statements built
     here, each value through its column type's bind processor, and sent through the driver.
     SQLAlchemy's own paging of the same statements (insertmanyvalues) builds and binds each page in
-    Python: 45 to 47 us a product row against 38 for this (1,000-row pages, MariaDB)."""
+    Python: 43.5 to 45.3 us a product row against 38.4 to 39.9 for this (1,000-row pages, MariaDB)."""
     quote = conn.dialect.identifier_preparer.quote
     processors = [(i, table.c[c].type.bind_processor(conn.dialect)) for i, c in enumerate(columns)]
     processors = [(i, process) for i, process in processors if process is not None]
-    head = (
-        f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "
-        f"({', '.join(map(quote, columns))}) VALUES "
-    )
     tail = (
         " ON DUPLICATE KEY UPDATE "
         + ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in update)
         + " RETURNING "
         + ", ".join(quote(column.name) for column in returning)
     )
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
     values_of = operator.itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
     written: list[sa.Row] = []
     for start in range(0, len(rows), RETURNING_PAGE_ROWS):
@@ -128,6 +135,6 @@ def _mysql_upsert_returning(
                 for i, process in processors:
                     values[i] = process(values[i])
             params.extend(values)
-        sql = head + ", ".join([placeholders] * len(page)) + tail
+        sql = multi_row_insert(conn, table, columns, len(page)) + tail
         written.extend(conn.exec_driver_sql(sql, tuple(params)).all())
     return written

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 from msgspec import Raw
 
+from include.common.sql import multi_row_insert
 from include.dwh.json_rows import JsonRows
 from include.dwh.validation import FIXED_VALUE_BYTES, RowError, RowValidator, ValidationError, column_rules
 
@@ -369,13 +370,10 @@ def _mysql_inserter(
     """A multi-row ``INSERT ... VALUES`` built here: SQLAlchemy would hand MySQLdb an executemany,
     which the driver splits into 64 KB statements, and only the last statement's first id is known."""
     increment = conn.exec_driver_sql("SELECT @@auto_increment_increment").scalar_one()
-    preparer = conn.dialect.identifier_preparer
-    head = f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, columns))}) VALUES "
-    row_placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
 
     def insert_mysql(chunk: list[Params]) -> list[int]:
         params = tuple(value for row in chunk for value in row)
-        result = conn.exec_driver_sql(head + ", ".join([row_placeholders] * len(chunk)), params)
+        result = conn.exec_driver_sql(multi_row_insert(conn, table, columns, len(chunk)), params)
         if result.rowcount != len(chunk):
             raise RuntimeError(f"MySQL inserted {result.rowcount} of {len(chunk)} rows into {table.name}")
         first = result.lastrowid

@@ -80,10 +80,12 @@ def insert_rows(slug: str) -> Response:
     try:
         body = RequestRows(_body_bytes())
         rows = body.rows()
-        if not isinstance(rows, list):  # parsed one row at a time: is there a first?
+        if isinstance(rows, list):  # split by msgspec: the writer knows how many
+            empty = not rows
+        else:  # parsed one row at a time: is there a first?
             first = next(rows, _END)
-            rows = [] if first is _END else itertools.chain([first], rows)
-        if rows == []:
+            empty, rows = first is _END, itertools.chain([first], rows)
+        if empty:
             raise BodyError("The data list is empty: send at least one row.")
         result = write_rows(
             services().dwh_engine(),

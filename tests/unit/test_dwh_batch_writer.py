@@ -524,8 +524,8 @@ def numbered_rows(count: int, **changed: dict[str, Any]) -> list[dict[str, Any]]
 
 @pytest.mark.postgres
 def test_a_list_and_an_iterator_land_the_same_rows_with_ids_rising_in_input_order(postgres_engine):
-    """A list is written in one COPY with its ids drawn at once; an iterator a batch at a time. Both
-    give the ids in input order, and another writer's ids drawn in between go to nobody else."""
+    """A list (one COPY) and an iterator (a COPY a chunk) of the same rows store the same values, with
+    ids rising in input order; an id another writer drew between the writes goes to neither."""
     rows = numbered_rows(2_500)
     first = write_rows(postgres_engine, tmp_event_properties, rows, max_rows=1_000)
     with postgres_engine.begin() as conn:  # another writer takes the next id
@@ -571,4 +571,40 @@ def test_a_row_the_server_refuses_in_the_open_copy_rolls_back_every_batch(postgr
         2_501,
         2_502,
         2_503,
+    ]
+
+
+class RowsBesideAnotherWriter(list):
+    """A list of rows (so its size is known) that lets another writer draw an id from the table's
+    sequence when row ``at`` is read: by then the first chunk is written and the second not yet."""
+
+    def __init__(self, rows: list[dict[str, Any]], engine: sa.Engine, at: int) -> None:
+        super().__init__(rows)
+        self.engine, self.at, self.taken = engine, at, None
+
+    def __iter__(self):
+        for index, row in enumerate(super().__iter__()):
+            if index == self.at:
+                with self.engine.begin() as conn:
+                    self.taken = conn.exec_driver_sql(
+                        "SELECT nextval('tmp_event_properties_id_seq')"
+                    ).scalar()
+            yield row
+
+
+@pytest.mark.postgres
+def test_a_sized_write_draws_every_id_before_its_first_chunk_and_an_iterator_chunk_by_chunk(postgres_engine):
+    """Another writer drawing an id while a write is half done gets one after all of a sized write's
+    ids (drawn at once, before the first COPY), but one between an iterator's chunks."""
+    sized = RowsBesideAnotherWriter(numbered_rows(2_500), postgres_engine, at=1_500)
+    result = write_rows(postgres_engine, tmp_event_properties, sized, max_rows=1_000)
+    assert result.inserted_ids == list(range(1, 2_501)) and sized.taken == 2_501
+
+    unsized = RowsBesideAnotherWriter(numbered_rows(2_500), postgres_engine, at=1_500)
+    result = write_rows(postgres_engine, tmp_event_properties, iter(unsized), max_rows=1_000)
+    assert result.inserted_ids == [*range(2_502, 3_502), *range(3_503, 5_003)] and unsized.taken == 3_502
+    assert [row["id"] for row in stored(postgres_engine, tmp_event_properties)] == [
+        *range(1, 2_501),
+        *range(2_502, 3_502),
+        *range(3_503, 5_003),
     ]
