@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import subprocess
+import sys
+import textwrap
 import time
 
 import duckdb
 import pytest
 
 from include.callio.warehouse import open_warehouse
+from include.callio.warehouse.arrow_rows import BATCH_ROWS
 from include.callio.warehouse.duckdb_backend import DuckDBWarehouse
 from tests.conftest import set_connection
 
@@ -142,6 +146,40 @@ def test_the_tenant_argument_fills_the_column_and_keys_are_required(wh):
     with pytest.raises(ValueError, match="have no NgayTao"):
         wh.stage_calls("A", [call("x", day=None)])
     assert rows(wh, "SELECT count(*) FROM stg_customer") == [(1,)]
+
+
+def test_a_bad_row_in_a_later_batch_stages_nothing_of_the_chunk(wh):
+    """DuckDB inserts each batch while the next is built: a row that fails in the third batch, after
+    two went into the INSERT, must fail the whole chunk with the error itself."""
+    good = [customer(f"c{i}", 100, "h") for i in range(2 * BATCH_ROWS + 5)]
+    with pytest.raises(ValueError, match="^2 stg_customer row\\(s\\) of tenant 'A' have no _id$"):
+        wh.stage_customers("A", [*good, customer(None, 100, "h"), customer(None, 100, "h")])
+    with pytest.raises(ValueError, match=r"stg_customer\.updateTime \(INT64\): .*str"):
+        wh.stage_customers("A", [*good, customer("late", "yesterday", "h")])
+    assert rows(wh, "SELECT count(*) FROM stg_customer") == [(0,)]
+    assert wh.stage_customers("A", good) == len(good)
+    assert rows(wh, "SELECT count(*), count(DISTINCT _id) FROM stg_customer") == [(len(good), len(good))]
+
+
+def test_staging_in_a_fresh_process_never_imports_pandas(wh):
+    """pyarrow's converter of Python objects imports pandas on its first call: a second of every
+    fetch task's time, which staging through :mod:`arrow_rows` avoids, the DuckDB insert included."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from include.callio.warehouse.duckdb_backend import DuckDBWarehouse
+        from tests.integration.test_callio_warehouse_duckdb import call, customer
+        warehouse = DuckDBWarehouse({str(wh.path)!r})
+        assert warehouse.stage_customers("A", [customer("c1", 100, "h", name="Nguyễn")]) == 1
+        assert warehouse.stage_calls("A", [call("k1")]) == 1
+        warehouse.reject([{{"tenant": "A", "table_name": "customer", "reason": "no _id", "payload": {{}}}}])
+        print("pandas" in sys.modules)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    assert rows(wh, "SELECT tenant, _id, name FROM stg_customer") == [("A", "c1", "Nguyễn")]
+    assert rows(wh, "SELECT tenant, reason FROM rejects") == [("A", "no _id")]
 
 
 def test_calls_are_appended_once(wh):

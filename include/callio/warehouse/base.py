@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,37 +26,9 @@ import pyarrow as pa
 from include.callio import schema
 from include.callio.schema import Table
 from include.callio.warehouse import report, sql
+from include.callio.warehouse.arrow_rows import Row, record_batches
 from include.callio.warehouse.sql import Dialect, MergeSpec
 from include.common.jsonutil import stable_json
-
-Row = Mapping[str, Any]
-
-ARROW_TYPES = {
-    "STRING": pa.string(),
-    "INT64": pa.int64(),
-    "DATE": pa.date32(),
-    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
-}
-
-
-def arrow_schema(table: Table) -> pa.Schema:
-    return pa.schema([(name, ARROW_TYPES[type_]) for name, type_ in table.columns])
-
-
-def to_arrow(table: Table, rows: Sequence[Row], fixed: Mapping[str, Any] | None = None) -> pa.Table:
-    """``rows`` as an Arrow table of ``table``'s columns; ``fixed`` columns take one value for all rows.
-
-    Keys a row lacks are NULL; keys outside the schema are ignored. (Converting the dicts in one
-    call to a struct array measured faster than ``Table.from_pylist``, 0.14 s against 0.24 s for
-    100,000 customers, and than gathering one Python list per column first.)"""
-    batch = pa.Table.from_struct_array(pa.array(rows, pa.struct(arrow_schema(table))))
-    for name, value in (fixed or {}).items():
-        index = batch.schema.get_field_index(name)
-        batch = batch.set_column(
-            index, name, pa.array([value] * batch.num_rows, batch.schema.field(name).type)
-        )
-    return batch
-
 
 STAGING = {
     "customer": (schema.STG_CUSTOMER,),
@@ -107,8 +79,8 @@ class Warehouse(abc.ABC):
         """Create the dataset and every table of :data:`schema.TABLES` that is missing."""
 
     @abc.abstractmethod
-    def _append(self, table: Table, batch: pa.Table) -> None:
-        """Append ``batch`` to ``table`` in one load or insert."""
+    def _append(self, table: Table, batches: Iterator[pa.RecordBatch]) -> None:
+        """Append every batch to ``table`` in one load or insert, or none if building one fails."""
 
     @abc.abstractmethod
     def _select(self, query: str) -> list[tuple[Any, ...]]:
@@ -155,19 +127,25 @@ class Warehouse(abc.ABC):
         """Append ``rows`` of ``tenant`` to the staging table; the ``tenant`` argument fills the column.
 
         Keys and partition days must be present: a row without them could never be matched again
-        and would be duplicated by every later merge (such records belong in :meth:`reject`)."""
+        and would be duplicated by every later merge (such records belong in :meth:`reject`). The
+        batches are checked as they are built, and a failing one fails the whole append."""
         if not rows:
             return 0
-        batch = to_arrow(spec.staging, rows, {"tenant": tenant})
-        required = [*spec.key, *([spec.staging.partition_by] if spec.staging.partition_by else [])]
-        for column in required:
-            missing = batch.column(column).null_count
-            if missing:
-                raise ValueError(
-                    f"{missing} {spec.staging.name} row(s) of tenant {tenant!r} have no {column}"
-                )
-        self._append(spec.staging, batch)
-        return batch.num_rows
+        staging = spec.staging
+        required = [*spec.key, *([staging.partition_by] if staging.partition_by else [])]
+
+        def checked() -> Iterator[pa.RecordBatch]:
+            for batch in record_batches(staging, rows, {"tenant": tenant}):
+                for column in required:
+                    if batch.column(column).null_count:
+                        missing = sum(row.get(column) is None for row in rows)
+                        raise ValueError(
+                            f"{missing} {staging.name} row(s) of tenant {tenant!r} have no {column}"
+                        )
+                yield batch
+
+        self._append(staging, checked())
+        return len(rows)
 
     # -- staging -> targets -----------------------------------------------------------------------
 
@@ -243,7 +221,7 @@ class Warehouse(abc.ABC):
             if row.get("mode") not in schema.MODES:
                 raise ValueError(f"update_log mode {row.get('mode')!r} is not one of {schema.MODES}")
         if rows:
-            self._append(schema.UPDATE_LOG, to_arrow(schema.UPDATE_LOG, rows))
+            self._append(schema.UPDATE_LOG, record_batches(schema.UPDATE_LOG, rows))
         return len(rows)
 
     def checkpoints(self, table_name: str) -> dict[str, int]:
@@ -267,7 +245,7 @@ class Warehouse(abc.ABC):
             for row in rows
         ]
         if prepared:
-            self._append(schema.REJECTS, to_arrow(schema.REJECTS, prepared))
+            self._append(schema.REJECTS, record_batches(schema.REJECTS, prepared))
         return len(prepared)
 
     # -- report -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ BigQuery rolls back as a whole when any statement fails.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +19,7 @@ from google.cloud import bigquery
 
 from include.callio import schema
 from include.callio.schema import Table
+from include.callio.warehouse.arrow_rows import arrow_schema
 from include.callio.warehouse.base import Warehouse
 from include.callio.warehouse.sql import Dialect
 
@@ -69,9 +70,9 @@ class BigQueryWarehouse(Warehouse):
         resource.description = table.description
         return resource
 
-    def _append(self, table: Table, batch: pa.Table) -> None:
+    def _append(self, table: Table, batches: Iterator[pa.RecordBatch]) -> None:
         buffer = io.BytesIO()
-        pq.write_table(batch, buffer)
+        pq.write_table(pa.Table.from_batches(batches, schema=arrow_schema(table)), buffer)
         size = buffer.tell()
         buffer.seek(0)
         config = bigquery.LoadJobConfig(

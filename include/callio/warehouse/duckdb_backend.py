@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from include.callio import schema
 from include.callio.schema import Table
+from include.callio.warehouse.arrow_rows import arrow_schema
 from include.callio.warehouse.base import STAGING, Warehouse
 from include.callio.warehouse.sql import Dialect
 
@@ -93,13 +94,31 @@ class DuckDBWarehouse(Warehouse):
             statements.append(f"COMMENT ON TABLE {d.table(table)} IS {d.string(table.description)}")
         self._run_atomically(statements)
 
-    def _append(self, table: Table, batch: pa.Table) -> None:
-        columns = self.dialect.columns(batch.column_names)
+    def _append(self, table: Table, batches: Iterator[pa.RecordBatch]) -> None:
+        # DuckDB reads the batches as a stream, inserting one while Python builds the next. A batch
+        # that fails to build fails the INSERT (nothing is stored), and DuckDB reports it as text:
+        # the caller gets the exception itself.
+        failures: list[BaseException] = []
+
+        def read() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from batches
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+
+        stream = pa.RecordBatchReader.from_batches(arrow_schema(table), read())
+        columns = self.dialect.columns(stream.schema.names)
         with self.connect() as conn:
-            conn.register("staged_batch", batch)
-            conn.execute(
-                f"INSERT INTO {self.dialect.table(table)} ({columns}) SELECT {columns} FROM staged_batch"
-            )
+            conn.register("staged_batch", stream)
+            try:
+                conn.execute(
+                    f"INSERT INTO {self.dialect.table(table)} ({columns}) SELECT {columns} FROM staged_batch"
+                )
+            except duckdb.Error:
+                if failures:
+                    raise failures[0] from None
+                raise
 
     def _select(self, query: str) -> list[tuple[Any, ...]]:
         with self.connect() as conn:
