@@ -152,6 +152,8 @@ def main() -> None:
         "--repeat", type=int, default=3, help="timed runs of each contender, taking turns (default 3)"
     )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     from include.dwh.exports import ensure_load_log
 
     runs: dict[str, list[float]] = {"pipeline": [], "POST": [], "COPY": []}
