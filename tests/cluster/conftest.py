@@ -37,11 +37,15 @@ from tests.conftest import MARIADB, POSTGRES, REPO_ROOT, _mariadb_admin, _postgr
 
 DAYS = [dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)]
 GROUPS = 6
-POOL_SLOTS = 2
 START_TIMEOUT_S = 420.0
 WORKERS = 2
-#: Task slots of each worker; the dialog_etl pool is set below it so the pool is what caps load_group.
+#: Task slots of each worker.
 CONCURRENCY = 2
+#: The dialog_etl pool: below the workers' slots together, so the pool is what caps load_group, and above
+#: one worker's, so of the load_groups queued at once at least one goes to each worker (a worker takes
+#: only as many tasks as it has slots) rather than wherever Celery happens to deliver them.
+POOL_SLOTS = CONCURRENCY + 1
+assert CONCURRENCY < POOL_SLOTS < WORKERS * CONCURRENCY
 ADMIN_USER = "admin"
 #: Seconds a failed task waits for its retry on the test cluster (the DAGs' own delay is minutes).
 RETRY_DELAY_S = 2
