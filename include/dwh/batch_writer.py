@@ -51,7 +51,8 @@ from msgspec import Raw
 
 from include.common.sql import multi_row_insert
 from include.dwh.json_rows import JsonRows
-from include.dwh.validation import FIXED_VALUE_BYTES, RowError, RowValidator, ValidationError, column_rules
+from include.dwh.pg_copy import block_inserter, copy_inserter
+from include.dwh.validation import FIXED_VALUE_BYTES, RowError, RowValidator, ValidationError
 
 DEFAULT_MAX_ROWS = 1000
 DEFAULT_MAX_BYTES = 10_000_000
@@ -121,6 +122,7 @@ def write_rows(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_errors: int = DEFAULT_MAX_ERRORS,
     decode_raw: Callable[[int, Raw], Any] = lambda _index, raw: json.loads(bytes(raw)),
+    copy_blocks: Callable[[str, bytes], None] | None = None,
 ) -> WriteResult:
     """Insert ``rows`` (mappings of column name to JSON-like value, their JSON text as
     :class:`msgspec.Raw`, or :class:`CheckedRow`) into ``table`` in one transaction.
@@ -129,6 +131,11 @@ def write_rows(
     invalid; exceptions raised by ``rows`` itself (say, a malformed request body) or by
     ``decode_raw(index, raw)`` (which decodes the text of a row that is not valid) and database
     errors propagate after the rollback. The table must exist (:func:`include.dwh.schema.create_all`).
+
+    ``copy_blocks`` (PostgreSQL with psycopg only) hands each chunk, as a COPY statement and its data,
+    to be copied on another connection (:func:`include.dwh.pg_copy.block_inserter`); the rows are then
+    checked and their ids drawn on ``engine``'s, and the write is atomic only with the other's
+    transaction, which is the caller's to end.
     """
     if max_errors < 1:
         raise ValueError(f"max_errors must be positive, got {max_errors}")
@@ -175,9 +182,8 @@ def write_rows(
             if insert is None:  # connect only once there is something valid to write
                 conn = stack.enter_context(engine.begin())
                 columns = (*validator.columns, "loaded_at")
-                insert = _inserter(
-                    conn, table, columns, stack, len(rows) if isinstance(rows, Sized) else None
-                )
+                expected = len(rows) if isinstance(rows, Sized) else None
+                insert = _inserter(conn, table, columns, stack, expected, copy_blocks)
             inserted.extend(insert(chunk))
             batches += 1
         if errors:
@@ -191,15 +197,20 @@ def _inserter(
     columns: Sequence[str],
     stack: contextlib.ExitStack,
     expected_rows: int | None,
+    copy_blocks: Callable[[str, bytes], None] | None,
 ) -> Callable[[list[Params]], list[int]]:
     """A function writing one chunk (rows of values in ``columns`` order) with one INSERT and returning
     the new ids in input order. What it leaves open (PostgreSQL's COPY) is closed by ``stack``, before
     the transaction ends; ``expected_rows`` is the number of input rows, when known beforehand."""
     dialect, driver = conn.dialect.name, conn.dialect.driver
+    if copy_blocks is not None:
+        if (dialect, driver) != ("postgresql", "psycopg"):
+            raise ValueError(f"copy_blocks needs PostgreSQL with psycopg, not {dialect}+{driver}")
+        return block_inserter(conn, table, columns, copy_blocks)
     if dialect == "mysql":
         return _mysql_inserter(conn, table, columns)
     if dialect == "postgresql" and driver == "psycopg":
-        return _psycopg_inserter(conn, table, columns, stack, expected_rows)
+        return copy_inserter(conn, table, columns, stack, expected_rows)
     if dialect == "postgresql":
         # SQLAlchemy's INSERT ... SELECT ... ORDER BY sentinel: ids come back in parameter order.
         ordered = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
@@ -212,112 +223,6 @@ def _inserter(
     if dialect == "sqlite":
         return _sqlite_inserter(conn, table, columns)
     raise ValueError(f"unsupported dialect {dialect!r}; expected sqlite, mysql or postgresql")
-
-
-def _psycopg_inserter(
-    conn: sa.Connection,
-    table: sa.Table,
-    columns: Sequence[str],
-    stack: contextlib.ExitStack,
-    expected_rows: int | None,
-) -> Callable[[list[Params]], list[int]]:
-    """psycopg 3: draw ids from the table's sequence in one query, then ``COPY`` the rows, ids included,
-    straight into the table. The sorted ids go to the rows in input order, so ids rise with the input
-    as a server-side default would make them; each id comes from ``nextval``, so none can collide with
-    another writer's. COPY is the fastest way in: no staging table, and no INSERT whose placeholders
-    psycopg parses in Python; in COPY's binary format where the table's column types allow it
-    (:func:`_binary_copy_types`).
-
-    When the number of input rows is known (``expected_rows``), the ids of them all are drawn at once
-    and every chunk goes into one COPY, left open until the write ends: the server stores each row as
-    it arrives while the next chunk is validated here, instead of each side waiting for the other at
-    every chunk's end (a query cannot run while a COPY is open). Otherwise, or when more rows come
-    than announced, each chunk draws its ids and has a COPY of its own. Ids drawn for rows that never
-    come (the write failed and is rolled back) are lost, as any rolled-back ``nextval`` is."""
-    preparer = conn.dialect.identifier_preparer
-    target = preparer.format_table(table)
-    id_column = preparer.quote(table.c.id.name)
-    column_list = ", ".join(map(preparer.quote, columns))
-    dbapi_connection = conn.connection.dbapi_connection
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", (target, table.c.id.name))
-        (sequence,) = cursor.fetchone()
-        cursor.execute(
-            "SELECT attname, atttypid, format_type(atttypid, NULL) FROM pg_attribute"
-            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-            (target,),
-        )
-        server_types = {name: (oid, type_name) for name, oid, type_name in cursor.fetchall()}
-    if sequence is None:
-        raise ValueError(f"{table.name}.{table.c.id.name} has no sequence; create the table with create_all")
-    reserve_sql = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
-    binary_types = _binary_copy_types(table, (table.c.id.name, *columns), server_types)
-    copy_sql = f"COPY {target} ({id_column}, {column_list}) FROM STDIN" + (
-        " (FORMAT BINARY)" if binary_types else ""
-    )
-    copying = stack.enter_context(contextlib.ExitStack())  # the open COPY and its cursor
-    copy: Any = None
-    drawn: list[int] = []  # the ids drawn, ascending; the first ``given`` went to rows already
-    given = 0
-    announced = expected_rows or 0  # rows still to come, as far as known
-
-    def insert_psycopg(chunk: list[Params]) -> list[int]:
-        nonlocal copy, drawn, given, announced
-        if len(drawn) - given < len(chunk):
-            copying.close()  # the COPY of the ids drawn before, if any
-            cursor = copying.enter_context(dbapi_connection.cursor())
-            cursor.execute(reserve_sql, (sequence, max(len(chunk), announced)))
-            drawn, given = sorted(id_ for (id_,) in cursor.fetchall()), 0
-            copy = copying.enter_context(cursor.copy(copy_sql))
-            if binary_types:
-                copy.set_types(binary_types)
-        ids = drawn[given : given + len(chunk)]
-        given, announced = given + len(chunk), announced - len(chunk)
-        write_row = copy.write_row
-        for id_, row in zip(ids, chunk, strict=True):
-            write_row((id_, *row))
-        return ids
-
-    return insert_psycopg
-
-
-#: Server types (``format_type``) a column of each kind may have for COPY's binary format, into which
-#: psycopg writes the validator's values (str, int, float, bool, naive datetime) as the very values
-#: the server would parse from their text; integers of the int32 range may go to ``integer`` too.
-_BINARY_COPY_TYPES: dict[str, frozenset[str]] = {
-    "string": frozenset({"text", "character varying"}),
-    "json": frozenset({"text", "character varying"}),
-    "integer": frozenset({"bigint"}),
-    "number": frozenset({"double precision"}),
-    "boolean": frozenset({"boolean"}),
-    "timestamp": frozenset({"timestamp without time zone"}),
-}
-_INT32_MAX = 2**31 - 1
-
-
-def _binary_copy_types(
-    table: sa.Table, columns: Sequence[str], server_types: dict[str, tuple[int, str]]
-) -> list[int] | None:
-    """The type oids for a binary COPY of ``columns`` (the id, the validator's columns, ``loaded_at``)
-    when each of the table's columns on the server has a type whose binary form psycopg writes from
-    the validator's value; ``None`` (text COPY) for a table made otherwise (an existing one of other
-    types). Binary values cost the server less to read than text (timestamps, numbers), and psycopg
-    less to write (a datetime's text takes it eight times as long)."""
-    rules = column_rules(table)
-    oids: list[int] = []
-    for name in columns:
-        if name not in server_types:
-            return None
-        oid, type_name = server_types[name]
-        rule = rules.get(name)
-        kind = rule.kind if rule else ("timestamp" if name == "loaded_at" else "integer")
-        allowed = _BINARY_COPY_TYPES[kind]
-        if kind == "integer" and (rule is None or (rule.max_value or 0) <= _INT32_MAX):
-            allowed |= {"integer"}  # the id (from the column's own sequence), or a 32-bit rule
-        if type_name not in allowed:
-            return None
-        oids.append(oid)
-    return oids
 
 
 def _sqlite_inserter(

@@ -37,7 +37,7 @@ def amplitude_source_task(job: Mapping[str, str], params: Mapping[str, Any]) -> 
     """One source's branch: export, store in S3, load the seven tables (idempotent)."""
     from include.common.db import engine_for
     from include.dwh.amplitude import AmplitudeAuthError, load_credentials
-    from include.dwh.amplitude_export import WORKDIR_PREFIX, export_store_load
+    from include.dwh.amplitude_export import LOAD_BATCH_ROWS, WORKDIR_PREFIX, export_store_load
     from include.dwh.amplitude_split import EventFormatError
     from include.dwh.exports import ensure_load_log
     from include.dwh.s3 import S3Store
@@ -61,7 +61,7 @@ def amplitude_source_task(job: Mapping[str, str], params: Mapping[str, Any]) -> 
             workdir,
             attempts=int(params.get("attempts", 4)),
             backoff_s=float(params.get("backoff_seconds", 5.0)),
-            max_rows=int(params.get("batch_rows", 1000)),
+            max_rows=int(params.get("batch_rows", LOAD_BATCH_ROWS)),
         )
 
 

@@ -10,9 +10,9 @@ Examples: ``("amplitude", "web", "2024-W06", "events_part")``,
 rows of the previous load of that key (by its id ranges), insert the new rows through
 :func:`include.dwh.batch_writer.write_rows` (the writer ``POST /dwh/<table>`` uses), record the new
 ranges. A failure anywhere rolls every table back to its previous load. Ranges, not a single
-``[first, last]``, because other writers (the plugin's POSTs) may interleave ids on a server. The
-batches are written in a thread of their own while the next records are read and split
-(:class:`_BackgroundWriter`).
+``[first, last]``, because other writers (the plugin's POSTs) may interleave ids on a server. A
+thread of its own writes while the next records are read and split (:func:`_batch_writer`: on
+PostgreSQL it only copies the COPY blocks the reading thread formats).
 
 The load log is created by :func:`ensure_load_log` (re-runnable: ``CREATE TABLE IF NOT EXISTS``);
 nothing else in the DWH schema changes.
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ import sqlalchemy as sa
 from include.common.types import LongText
 from include.dwh import schema
 from include.dwh.batch_writer import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, write_rows
+from include.dwh.pg_copy import copy_block
 
 load_metadata = sa.MetaData()
 
@@ -132,16 +134,17 @@ def replace_periods(
     pending: dict[str, list[Any]] = {name: [] for name in by_name}
     ranges: dict[str, list[list[int]]] = {name: [] for name in by_name}
     counts = dict.fromkeys(by_name, 0)
+
+    def write(target: Any, name: str, batch: list[Any], copy_blocks: Any = None) -> None:
+        result = write_rows(
+            target, by_name[name], batch, max_rows=max_rows, max_bytes=max_bytes, copy_blocks=copy_blocks
+        )
+        _add_ids(ranges[name], result.inserted_ids)
+        counts[name] += result.count
+
     with engine.begin() as conn:
         replaced = {name: _delete_previous(conn, table, key) for name, table in by_name.items()}
-        in_transaction = _InTransaction(conn)
-
-        def write(name: str, batch: list[Any]) -> None:
-            result = write_rows(in_transaction, by_name[name], batch, max_rows=max_rows, max_bytes=max_bytes)  # type: ignore[arg-type]
-            _add_ids(ranges[name], result.inserted_ids)
-            counts[name] += result.count
-
-        with _BackgroundWriter(write) as submit:
+        with _batch_writer(engine, conn, write) as submit:
             for rows in split_rows:
                 for name, row in rows.items():
                     if name in pending:
@@ -167,22 +170,44 @@ def replace_periods(
     return [TableLoad(name, counts[name], replaced[name]) for name in by_name]
 
 
-class _BackgroundWriter:
-    """Runs ``write(name, batch)`` for the submitted batches in a thread of its own, one at a time in
-    submission order, while the caller reads and splits the next records: the writes spend much of
-    their time waiting for the database (which releases the GIL), and the records are parsed
-    meanwhile. At most :attr:`DEPTH` batches wait in the queue, so memory stays bounded.
+@contextlib.contextmanager
+def _batch_writer(
+    engine: sa.Engine, conn: sa.Connection, write: Callable[..., None]
+) -> Generator[Callable[[str, list[Any]], None], None, None]:
+    """``submit(name, batch)``, writing the batch in ``conn``'s transaction by ``write(target, name,
+    batch[, copy_blocks])``, with a thread of its own doing the waiting (:class:`_BackgroundWriter`).
 
-    Errors come out as if every batch had been written when it was submitted: a failed write is
-    raised by the next :meth:`submit` or on leaving the block; when the block itself raises (a record
-    that cannot be read), the batches submitted before are written first, and the first of their
-    errors, which came earlier in the input, is raised instead."""
+    With psycopg, the batches are checked, their ids drawn and their rows formatted into COPY blocks
+    here, on a second connection of ``engine``, and the thread only copies the blocks on ``conn``: it
+    then needs the interpreter for a moment a block, so the server is kept busy while this thread reads
+    the next records (a thread writing whole batches waited for its turn after each round trip, and
+    the server for it). Elsewhere the thread writes the batches."""
+    if (conn.dialect.name, conn.dialect.driver) == ("postgresql", "psycopg"):
+        with engine.begin() as drawing, _BackgroundWriter(functools.partial(copy_block, conn)) as send:
+            checking = _InTransaction(drawing)
+            yield lambda name, batch: write(checking, name, batch, send)
+    else:
+        in_transaction = _InTransaction(conn)
+        with _BackgroundWriter(functools.partial(write, in_transaction)) as submit:
+            yield submit
+
+
+class _BackgroundWriter:
+    """Runs ``write(*job)`` for the submitted jobs (batches, or COPY blocks) in a thread of its own,
+    one at a time in submission order, while the caller reads and splits the next records: the writes
+    spend much of their time waiting for the database (which releases the GIL), and the records are
+    parsed meanwhile. At most :attr:`DEPTH` jobs wait in the queue, so memory stays bounded.
+
+    Errors come out as if every job had been done when it was submitted: a failed write is raised by
+    the next :meth:`submit` or on leaving the block; when the block itself raises (a record that
+    cannot be read), the jobs submitted before are done first, and the first of their errors, which
+    came earlier in the input, is raised instead."""
 
     DEPTH = 2
 
-    def __init__(self, write: Callable[[str, list[Any]], None]) -> None:
+    def __init__(self, write: Callable[[str, Any], None]) -> None:
         self._write = write
-        self._queue: queue.Queue[tuple[str, list[Any]] | None] = queue.Queue(self.DEPTH)
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(self.DEPTH)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="dwh-export-writer", daemon=True)
 
@@ -194,12 +219,12 @@ class _BackgroundWriter:
                 except BaseException as exc:  # handed to the caller's thread
                     self._error = exc
 
-    def submit(self, name: str, batch: list[Any]) -> None:
+    def submit(self, name: str, job: Any) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put((name, batch))
+        self._queue.put((name, job))
 
-    def __enter__(self) -> Callable[[str, list[Any]], None]:
+    def __enter__(self) -> Callable[[str, Any], None]:
         self._thread.start()
         return self.submit
 

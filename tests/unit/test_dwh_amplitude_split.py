@@ -1,4 +1,5 @@
-"""The Amplitude event -> seven DWH tables mapping, and idempotent loads through the load log (SQLite)."""
+"""The Amplitude event -> seven DWH tables mapping, and idempotent loads through the load log (SQLite,
+and PostgreSQL where its writes take another path)."""
 
 from __future__ import annotations
 
@@ -167,23 +168,79 @@ def test_a_load_that_fails_in_a_later_table_leaves_every_table_as_it_was(engine)
     ]
 
 
-@pytest.mark.postgres
-def test_one_transaction_writes_each_table_batch_after_batch_on_postgresql(postgres_conn):
-    """psycopg 3 writes through COPY into a temporary table, which every batch of the transaction reuses."""
+@pytest.fixture
+def pg_engine(postgres_conn):
     from include.common.db import engine_for
 
     engine = engine_for(postgres_conn("dwh_db"))
-    try:
-        ensure_load_log(engine)
-        key = LoadKey("amplitude", "web", "2024-W06")
-        tables = [schema.events_part, schema.technical_data]
-        assert engine.dialect.driver == "psycopg"
-        for _ in range(2):
-            loads = replace_periods(engine, key, tables, (split_event(e) for e in events(7)), max_rows=2)
-            assert [(load.rows, load.replaced) for load in loads][0][0] == 7
-        assert [table_fingerprint(engine, table)[0] for table in tables] == [7, 7]
-    finally:
-        engine.dispose()
+    assert engine.dialect.driver == "psycopg"
+    ensure_load_log(engine)
+    yield engine
+    engine.dispose()
+
+
+def _ids_in_input_order(engine, table) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(table.c.id).order_by(table.c.uuid)).scalars())
+
+
+@pytest.mark.postgres
+def test_batches_copied_by_the_writer_thread_take_ids_in_input_order_on_postgresql(pg_engine):
+    """With psycopg, each batch is formatted into a COPY block here and copied by the writer thread in
+    the load's transaction: ids rise with the input, another writer's id taken between two batches
+    goes to nobody else, and the load log's ranges are exactly the rows' ids, run after run."""
+    key = LoadKey("amplitude", "web", "2024-W06")
+    tables = [schema.events_part, schema.technical_data]
+    sequence = "events_part_id_seq"
+    taken: list[int] = []
+
+    def split_with_another_writer():
+        for n, event in enumerate(events(11)):
+            if n == 5:  # after the second batch of 2 events and, with max_rows 2, its COPY block
+                with pg_engine.begin() as other:
+                    taken.append(other.execute(sa.text(f"SELECT nextval('{sequence}')")).scalar_one())
+            yield split_event(event)
+
+    for run in range(2):
+        loads = replace_periods(pg_engine, key, tables, split_with_another_writer(), max_rows=2)
+        assert [(load.rows, load.replaced) for load in loads] == [(11, 11 * run)] * 2
+        ids = _ids_in_input_order(pg_engine, schema.events_part)
+        assert ids == sorted(ids) and len(set(ids)) == 11 and taken[-1] not in ids
+        assert ids[0] < taken[-1] < ids[-1]
+        logged = {row["table_name"]: json.loads(row["id_ranges"]) for row in loads_of(pg_engine, key)}
+        assert [i for first, last in logged["events_part"] for i in range(first, last + 1)] == ids
+        technical = _ids_in_input_order(pg_engine, schema.technical_data)
+        assert technical == [i for first, last in logged["technical_data"] for i in range(first, last + 1)]
+    assert [table_fingerprint(pg_engine, table)[0] for table in tables] == [11, 11]
+
+
+@pytest.mark.postgres
+def test_a_failed_reload_on_postgresql_leaves_every_table_and_the_log_as_they_were(pg_engine):
+    """Blocks copied before the failure go with it: a row the server refuses (a CHECK constraint the
+    validator does not know) in a later batch of the second table, and an invalid row after several
+    batches were copied, each leave both tables and the load log as the previous load left them; the
+    engine's connections then load again."""
+    import psycopg
+
+    key = LoadKey("amplitude", "web", "2024-W06")
+    tables = [schema.events_part, schema.technical_data]
+    replace_periods(pg_engine, key, tables, (split_event(e) for e in events(6)), max_rows=2)
+    before = [table_fingerprint(pg_engine, table) for table in tables]
+    logged = sorted((row["table_name"], row["id_ranges"]) for row in loads_of(pg_engine, key))
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE technical_data ADD CHECK (uuid NOT LIKE 'refused%')"))
+
+    refused = [*events(7), *events(1, "refused")]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        replace_periods(pg_engine, key, tables, (split_event(e) for e in refused), max_rows=2)
+    invalid = [*events(9), {**EVENT, "uuid": "y" * 36, "event_type": None}]
+    with pytest.raises(ValidationError, match="field 'event_type': is required"):
+        replace_periods(pg_engine, key, tables, (split_event(e) for e in invalid), max_rows=2)
+
+    assert [table_fingerprint(pg_engine, table) for table in tables] == before and before[0][0] == 6
+    assert sorted((row["table_name"], row["id_ranges"]) for row in loads_of(pg_engine, key)) == logged
+    loads = replace_periods(pg_engine, key, tables, (split_event(e) for e in events(5)), max_rows=2)
+    assert [(load.rows, load.replaced) for load in loads] == [(5, 6), (5, 6)]
 
 
 # ------------------------------------------------------------------------ lines split for a load

@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from include.dwh.batch_writer import _binary_copy_types, chunk_rows, read_rows, write_rows
+from include.dwh.batch_writer import chunk_rows, read_rows, write_rows
 from include.dwh.json_rows import JsonRows
+from include.dwh.pg_copy import binary_copy_types
 from include.dwh.schema import (
     TABLES,
     create_all,
@@ -446,13 +447,13 @@ def server_types_of(table: sa.Table, **changed: str) -> dict[str, tuple[int, str
 
 def test_binary_copy_only_where_every_column_has_a_type_it_writes_exactly():
     columns = ("id", *column_rules(technical_data), "loaded_at")
-    assert _binary_copy_types(technical_data, columns, server_types_of(technical_data)) == list(range(14))
+    assert binary_copy_types(technical_data, columns, server_types_of(technical_data)) == list(range(14))
     for column, server_type in [
         ("schema_version", "bigint"),  # wider: fine
         ("id", "integer"),  # a serial id: its sequence keeps it in range
     ]:
         types = server_types_of(technical_data, **{column: server_type})
-        assert _binary_copy_types(technical_data, columns, types) is not None, column
+        assert binary_copy_types(technical_data, columns, types) is not None, column
     for column, server_type in [
         ("app", "integer"),  # narrower than the rule: the server's own error, from text
         ("sample_rate", "numeric"),
@@ -461,7 +462,7 @@ def test_binary_copy_only_where_every_column_has_a_type_it_writes_exactly():
         ("insert_id", "some_domain"),
     ]:
         types = server_types_of(technical_data, **{column: server_type})
-        assert _binary_copy_types(technical_data, columns, types) is None, column
+        assert binary_copy_types(technical_data, columns, types) is None, column
 
 
 @pytest.mark.postgres
