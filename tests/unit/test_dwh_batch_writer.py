@@ -468,8 +468,11 @@ def test_binary_copy_only_where_every_column_has_a_type_it_writes_exactly():
 @pytest.mark.postgres
 def test_binary_and_text_copy_store_the_same_values(postgres_conn):
     """A table of the expected types is written in COPY's binary format, one with a column of another
-    type (a domain here) in text; both read back the same."""
+    type (a domain here) in text; both read back the same, whether written by ``write_rows`` on its
+    own connection or, as an export load writes them, in COPY blocks formatted on another
+    (``replace_periods``)."""
     from include.common.db import engine_for
+    from include.dwh.exports import LoadKey, ensure_load_log, replace_periods
 
     rows = {
         technical_data: [
@@ -485,8 +488,8 @@ def test_binary_and_text_copy_store_the_same_values(postgres_conn):
         ],
     }  # fmt: skip
     stored_by_path = []
-    for domain in (False, True):
-        engine = engine_for(postgres_conn(f"dwh_{domain}"))
+    for domain, blocks in [(False, False), (True, False), (False, True), (True, True)]:
+        engine = engine_for(postgres_conn(f"dwh_{domain}_{blocks}"))
         try:
             create_all(engine)
             if domain:
@@ -494,14 +497,21 @@ def test_binary_and_text_copy_store_the_same_values(postgres_conn):
                     conn.exec_driver_sql("CREATE DOMAIN plain_text AS text")
                     for table in rows:
                         conn.exec_driver_sql(f"ALTER TABLE {table.name} ALTER COLUMN uuid TYPE plain_text")
-            for table, table_rows in rows.items():
-                write_rows(engine, table, [row_from_event(table, row) for row in table_rows])
+            if blocks:
+                ensure_load_log(engine)
+                split = ({t.name: row_from_event(t, rows[t][i]) for t in rows} for i in range(2))
+                replace_periods(
+                    engine, LoadKey("amplitude", "web", "2024-W06"), list(rows), split, max_rows=1
+                )
+            else:
+                for table, table_rows in rows.items():
+                    write_rows(engine, table, [row_from_event(table, row) for row in table_rows])
             stored_by_path.append(
                 {table: [{**row, "loaded_at": None} for row in stored(engine, table)] for table in rows}
             )
         finally:
             engine.dispose()
-    assert stored_by_path[0] == stored_by_path[1]
+    assert stored_by_path[1:] == 3 * stored_by_path[:1]
     assert stored_by_path[0][technical_data][0]["app"] == 2**62
 
 
