@@ -499,7 +499,12 @@ def test_binary_and_text_copy_store_the_same_values(postgres_conn):
                         conn.exec_driver_sql(f"ALTER TABLE {table.name} ALTER COLUMN uuid TYPE plain_text")
             if blocks:
                 ensure_load_log(engine)
-                split = ({t.name: row_from_event(t, rows[t][i]) for t in rows} for i in range(2))
+                # one event a record, each feeding a row of every table, as the Amplitude split does
+                events = zip(*rows.values(), strict=True)
+                split = (
+                    {t.name: row_from_event(t, e) for t, e in zip(rows, event, strict=True)}
+                    for event in events
+                )
                 replace_periods(
                     engine, LoadKey("amplitude", "web", "2024-W06"), list(rows), split, max_rows=1
                 )
