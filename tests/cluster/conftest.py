@@ -50,6 +50,9 @@ ADMIN_USER = "admin"
 #: Seconds a failed task waits for its retry on the test cluster (the DAGs' own delay is minutes).
 RETRY_DELAY_S = 2
 POLL_S = 0.5
+#: Seconds a task may stay queued on the test cluster before the scheduler requeues it (Airflow's
+#: default is 600): well above any wait for a free worker slot here, well below a run's time limit.
+QUEUED_TIMEOUT_S = 120
 #: Seconds the AppMetrica simulator prepares each export (answering 202) before it is ready.
 APPMETRICA_READY_S = 6.0
 
@@ -257,6 +260,10 @@ def cluster(tmp_path_factory, callio_simulator, appmetrica_simulator, s3_store) 
         # A task whose worker died is failed (and retried) after this long without a heartbeat.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "12",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        # A task the killed worker had taken from the queue but not yet started stays queued (no
+        # heartbeat to miss) until the scheduler revokes and requeues it: after this long, not 10 min.
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(QUEUED_TIMEOUT_S),
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # Tasks follow each other sooner: the scheduler sleeps less when a loop found nothing to do.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
